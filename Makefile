@@ -1,0 +1,48 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run ui test test-unit test-tcp image-check lock bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the main job once on the embedded local stack (moto + pgserver) and print a report.
+run: $(STAMP)
+	$(BIN)/python -m stock_platform.local run
+
+## Dagster UI (webserver + daemon) on the same local stack: http://127.0.0.1:3000
+ui: $(STAMP)
+	$(BIN)/python -m stock_platform.local ui
+
+## Unit and integration tests (moto's HTTP server, embedded PostgreSQL, the real Dagster daemon).
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -m "not integration and not daemon"
+
+## The integration tests against the machine's PostgreSQL at 127.0.0.1:5432 instead of the embedded one.
+test-tcp: $(STAMP)
+	STOCK_PLATFORM_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test $(BIN)/python -m pytest -m integration
+
+## Replay the Dockerfile's install steps and CMD in a clean virtualenv; health-check the gRPC code server.
+image-check:
+	scripts/check_image_steps.sh
+
+## Re-pin requirements.lock (the image's dependencies) from a clean install of the package.
+lock:
+	rm -rf .local/lockvenv && $(PYTHON) -m venv .local/lockvenv
+	.local/lockvenv/bin/pip install --quiet .
+	(echo "# Production pins for the Docker image (pip freeze of 'pip install .'; regenerate with 'make lock')."; \
+	 .local/lockvenv/bin/pip freeze --exclude stock_platform --exclude stock-platform) > requirements.lock
+
+clean:
+	rm -rf .local .pytest_cache .hypothesis

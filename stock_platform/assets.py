@@ -1,0 +1,285 @@
+"""The asset graph: company list and raw S3 files -> company price frames -> PostgreSQL table -> Output CSV.
+
+Assets are thin: they map Dagster context and resources onto selection.py, transforms.py, warehouse.py and
+io_managers.py. The three batch assets are one step (`load_stock_batch`, a multi-asset):
+
+- one pass: each file is downloaded and parsed once and its frame goes to Parquet and to COPY from memory,
+  instead of being re-read from S3 by the next step;
+- the step records a materialization only for the companies it actually processed. A partitioned output
+  would make Dagster record one for every partition of the run (about 12 ms of event storage each, most of
+  a no-change run); `skippable=True` plus explicit per-partition `AssetMaterialization`s avoids that;
+- a whole batch is one run (BackfillPolicy.single_run); S3 requests and parsing go through a thread pool.
+"""
+
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import dagster as dg
+import pyarrow as pa
+from pydantic import Field
+
+from stock_platform import reporting, warehouse
+from stock_platform.io_managers import write_frames
+from stock_platform.partitions import company_partitions
+from stock_platform.reporting import LOADED, MISSING_FILE, REJECTED, UNCHANGED, BatchSummary
+from stock_platform.resources import Batch, PostgresResource, S3Object, SourceBucket
+from stock_platform.transforms import ParsedFile, parse_stock_csv, rejects_to_csv
+
+INGEST, WAREHOUSE = "ingest", "warehouse"
+
+COMPANY_STOCK_PRICES = dg.AssetKey("company_stock_prices")
+HISTORICAL_STOCKS_DATA = dg.AssetKey("historical_stocks_data")
+HISTORICAL_STOCK_DATA_CSV = dg.AssetKey("historical_stock_data_csv")
+
+
+@dg.asset(group_name=INGEST, kinds={"s3"})
+def top_companies(context: dg.AssetExecutionContext, bucket: SourceBucket) -> dg.MaterializeResult:
+    """Companies selected for loading: CompanyNames/top_companies.txt matched to the files under Stocks/."""
+    batch = bucket.current_batch()
+    selection = batch.selection
+    if selection.missing:
+        context.log.warning(f"{len(selection.missing)} listed companies have no file: {list(selection.missing)[:20]}")
+    return dg.MaterializeResult(
+        metadata={
+            "source": dg.MetadataValue.path(bucket.uri(bucket.company_list_key)),
+            "entries": len(batch.entries),
+            "companies_matched": len(selection.files),
+            "companies_missing": len(selection.missing),
+            "missing": dg.MetadataValue.json(list(selection.missing)),
+            "files_not_listed": selection.unlisted,
+            "files_with_invalid_names": dg.MetadataValue.json(list(selection.invalid_names)),
+            "ambiguous": dg.MetadataValue.json({k: list(v) for k, v in selection.ambiguous.items()}),
+        },
+    )
+
+
+@dg.observable_source_asset(
+    partitions_def=company_partitions,
+    group_name=INGEST,
+    description="Raw per-company CSV files under Stocks/ in the source bucket. Data version: the S3 ETag.",
+)
+def raw_stock_files(context: dg.OpExecutionContext, bucket: SourceBucket) -> dg.DataVersionsByPartition:
+    """Observe each company file's ETag, so the UI shows which companies changed since their last load."""
+    batch = bucket.current_batch()
+    has_partitions = context.has_partition_key_range or context.has_partition_key
+    companies = context.partition_keys if has_partitions else batch.selection.companies
+    return dg.DataVersionsByPartition(
+        {c: dg.DataVersion(s.etag) for c in companies if (s := batch.source_of(c)) is not None}
+    )
+
+
+class BatchConfig(dg.Config):
+    companies: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Load exactly these companies in this one run, whatever the run's partitions (a hand-picked set "
+            "that a partition backfill would split into several runs). Empty: the run's company partitions, "
+            "or every listed company when the run has none."
+        ),
+    )
+    force_reload: bool = Field(
+        default=False,
+        description="Reprocess and reload companies whose file has the same ETag as at their last load.",
+    )
+    include_header: bool = Field(default=False, description="Write a header line in the Output CSV (the original had none).")
+
+
+@dg.multi_asset(
+    name="load_stock_batch",
+    specs=[
+        dg.AssetSpec(
+            COMPANY_STOCK_PRICES,
+            partitions_def=company_partitions,
+            deps=[top_companies, raw_stock_files],
+            skippable=True,
+            group_name=INGEST,
+            kinds={"pyarrow", "parquet", "s3"},
+            description=(
+                "Validated, typed daily prices of one company with daily_percent_change and value_change, stored "
+                "as Parquet at s3://<source>/Processed/company=<c>/prices.parquet. Rejected rows go to "
+                "Rejected/<run id>/<company>.csv with their reason."
+            ),
+        ).with_io_manager_key("frames_io_manager"),
+        dg.AssetSpec(
+            HISTORICAL_STOCKS_DATA,
+            partitions_def=company_partitions,
+            deps=[COMPANY_STOCK_PRICES],
+            skippable=True,
+            group_name=WAREHOUSE,
+            kinds={"postgres"},
+            description=(
+                "The PostgreSQL table data scientists query, one partition per company. Loading a company "
+                "replaces exactly its rows; all companies of a run load with COPY in one transaction."
+            ),
+        ),
+        dg.AssetSpec(
+            HISTORICAL_STOCK_DATA_CSV,
+            deps=[HISTORICAL_STOCKS_DATA],
+            group_name=WAREHOUSE,
+            kinds={"s3", "csv"},
+            description=(
+                "s3://<source>/Output/historical_stock_data.csv: every loaded company in the table's column "
+                "order, no header; regenerated whenever a run changes the table. Its metadata is the run's summary."
+            ),
+        ),
+    ],
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    can_subset=False,
+)
+def load_stock_batch(
+    context: dg.AssetExecutionContext,
+    config: BatchConfig,
+    bucket: SourceBucket,
+    postgres: PostgresResource,
+) -> Iterator[dg.AssetMaterialization | dg.MaterializeResult]:
+    """Parse the run's companies, store their frames, load them into the table, and write the Output CSV."""
+    batch = bucket.current_batch()
+    companies = _companies_of_run(context, config, batch)
+    schema, table = postgres.target
+    with postgres.connect() as conn:
+        loaded = warehouse.loaded_etags(conn, schema, table)
+
+    summary = BatchSummary(missing=batch.selection.missing, companies_in_run=len(companies))
+    todo: dict[str, S3Object] = {}
+    for company in companies:
+        source = batch.source_of(company)
+        if source is None:
+            summary.add(company, MISSING_FILE, {})
+        elif not config.force_reload and loaded.get(company) == source.etag:
+            summary.add(company, UNCHANGED, {})
+        else:
+            todo[company] = source
+    context.log.info(f"{len(companies)} companies in the run: {len(todo)} to process, {len(companies) - len(todo)} not")
+
+    parsed = _fetch_and_parse(bucket, todo)
+    rejects = _write_rejects(bucket, context.run.run_id, parsed)
+    frames = {
+        company: result.prices.replace_schema_metadata(
+            {warehouse.SOURCE_KEY: todo[company].key.encode(), warehouse.SOURCE_ETAG: todo[company].etag.encode()}
+        )
+        for company, result in parsed.items()
+        if result.status != REJECTED  # a file rejected whole keeps the company's previous rows and frame
+    }
+    write_frames(bucket, frames)
+    for company, result in sorted(parsed.items()):
+        summary.add(company, result.status, reporting.company_counts(result), rejects.get(company))
+        yield dg.AssetMaterialization(
+            asset_key=COMPANY_STOCK_PRICES,
+            partition=company,
+            metadata=_frame_metadata(bucket, todo[company], result, rejects.get(company)),
+        )
+    if rejects:
+        context.log.warning(f"{summary.rows_rejected} rows rejected in {len(rejects)} files: {bucket.uri(bucket.rejects_prefix(context.run.run_id))}")
+
+    if frames:
+        with postgres.connect() as conn:
+            result = warehouse.replace_companies(conn, schema, table, frames, context.run.run_id)
+        context.log.info(
+            f"{result.strategy}: {result.rows_inserted} rows inserted, {result.rows_updated} updated, "
+            f"{result.rows_deleted} deleted, {result.rows_unchanged} unchanged; table holds {result.table_rows}"
+        )
+        for company, frame in sorted(frames.items()):
+            yield dg.AssetMaterialization(
+                asset_key=HISTORICAL_STOCKS_DATA,
+                partition=company,
+                metadata={"rows_loaded": frame.num_rows, **_date_metadata(frame)},
+            )
+    yield _write_output_csv(context, config, bucket, postgres, summary, table_changed=bool(frames))
+
+
+def _companies_of_run(context: dg.AssetExecutionContext, config: BatchConfig, batch: Batch) -> list[str]:
+    if config.companies:
+        return sorted(set(config.companies))
+    if context.has_partition_key_range or context.has_partition_key:
+        return sorted(context.partition_keys)
+    return list(batch.selection.companies)
+
+
+def _fetch_and_parse(bucket: SourceBucket, todo: dict[str, S3Object]) -> dict[str, ParsedFile]:
+    def work(company: str) -> tuple[str, ParsedFile]:
+        # The GET and the parse run in the same worker: pyarrow releases the GIL, so parsing one file
+        # overlaps with downloading the next.
+        return company, parse_stock_csv(bucket.get_bytes(todo[company].key), company)
+
+    with ThreadPoolExecutor(bucket.max_concurrency) as pool:
+        return dict(pool.map(work, todo))
+
+
+def _write_rejects(bucket: SourceBucket, run_id: str, parsed: dict[str, ParsedFile]) -> dict[str, str]:
+    def put(company: str) -> tuple[str, str]:
+        key = bucket.rejected_key(run_id, company)
+        bucket.put_bytes(key, rejects_to_csv(parsed[company].rejects), "text/csv")
+        return company, bucket.uri(key)
+
+    with ThreadPoolExecutor(bucket.max_concurrency) as pool:
+        return dict(pool.map(put, [c for c, p in parsed.items() if p.rows_rejected]))
+
+
+def _date_metadata(frame: pa.Table) -> dict[str, str]:
+    dates = reporting.date_range(frame)
+    return {"min_date": dates[0], "max_date": dates[1]} if dates else {}
+
+
+def _frame_metadata(
+    bucket: SourceBucket, source: S3Object, result: ParsedFile, rejects_uri: str | None
+) -> dict[str, object]:
+    metadata: dict[str, object] = {
+        "status": result.status,
+        **reporting.company_counts(result),
+        "source": dg.MetadataValue.path(bucket.uri(source.key)),
+        "source_etag": source.etag,
+        **_date_metadata(result.prices),
+    }
+    if result.reason:
+        metadata["reason"] = result.reason
+    if rejects_uri:
+        metadata["rejects"] = dg.MetadataValue.path(rejects_uri)
+    if result.status != REJECTED:
+        metadata["frame"] = dg.MetadataValue.path(bucket.uri(bucket.processed_key(result.company)))
+    if result.rows_loaded:
+        metadata["preview"] = dg.MetadataValue.md(reporting.preview_markdown(result.prices))
+    return metadata
+
+
+def _write_output_csv(
+    context: dg.AssetExecutionContext,
+    config: BatchConfig,
+    bucket: SourceBucket,
+    postgres: PostgresResource,
+    summary: BatchSummary,
+    table_changed: bool,
+) -> dg.MaterializeResult:
+    schema, table = postgres.target
+    regenerate = table_changed or config.include_header or not bucket.exists(bucket.output_key)
+    with postgres.connect() as conn:
+        warehouse.ensure_table(conn, schema, table)
+        conn.commit()
+        stats = warehouse.table_summary(conn, schema, table)
+        size = None
+        if regenerate:
+            # Spooled to a local file, never held in memory: the extract grows with the table.
+            with tempfile.TemporaryFile() as spool:
+                stats["rows"] = warehouse.export_csv(conn, schema, table, spool, header=config.include_header)
+                size = spool.tell()
+                spool.seek(0)
+                bucket.upload_fileobj(bucket.output_key, spool, "text/csv")
+    if not regenerate:
+        context.log.info("No company's rows changed: the Output CSV already matches the table and was not rewritten")
+    metadata: dict[str, object] = {
+        "path": dg.MetadataValue.path(bucket.uri(bucket.output_key)),
+        "regenerated": regenerate,
+        "table": f"{schema}.{table}",
+        "database": postgres.safe_url(),
+        "table_rows": stats["rows"],
+        "table_companies": stats["companies"],
+        "table_min_date": str(stats["min_date"]),
+        "table_max_date": str(stats["max_date"]),
+        **summary.as_metadata(),
+        "summary": dg.MetadataValue.json(summary.details()),
+    }
+    if size is not None:
+        metadata["bytes"] = size
+    if summary.rejects_uris:
+        metadata["rejects"] = dg.MetadataValue.path(bucket.uri(bucket.rejects_prefix(context.run.run_id)))
+    return dg.MaterializeResult(asset_key=HISTORICAL_STOCK_DATA_CSV, metadata=metadata)

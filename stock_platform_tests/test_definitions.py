@@ -1,0 +1,51 @@
+"""The code location loads and shows the whole platform; settings bind to their documented variables."""
+
+import dagster as dg
+import pytest
+
+from stock_platform.definitions import defs
+
+ASSETS = {"top_companies", "company_stock_prices", "historical_stocks_data", "historical_stock_data_csv"}
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STOCK_PLATFORM_SOURCE_BUCKET", "source")
+    monkeypatch.setenv("STOCK_PLATFORM_DATABASE_URL", "postgresql://u:secret@db.example.com:5432/stocks")
+
+
+def test_definitions_load_with_the_expected_graph(env: None) -> None:
+    definitions = defs()
+    dg.Definitions.validate_loadable(definitions)
+    graph = definitions.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert ASSETS | {"raw_stock_files"} <= keys
+    assert graph.get(dg.AssetKey("historical_stocks_data")).parent_keys == {dg.AssetKey("company_stock_prices")}
+    assert graph.get(dg.AssetKey("historical_stock_data_csv")).parent_keys == {dg.AssetKey("historical_stocks_data")}
+    assert definitions.resolve_job_def("stock_batch_job") is not None
+    for key in ("company_stock_prices", "historical_stocks_data"):
+        assert graph.get(dg.AssetKey(key)).partitions_def.name == "company"
+
+
+def test_optional_settings_fall_back_to_their_defaults(env: None) -> None:
+    with dg.build_resources({"bucket": defs().resources["bucket"], "postgres": defs().resources["postgres"]}) as r:
+        assert (r.bucket.stocks_prefix, r.bucket.company_list_key, r.bucket.output_key) == (
+            "Stocks/", "CompanyNames/top_companies.txt", "Output/historical_stock_data.csv")
+        assert r.postgres.target == ("public", "historical_stocks_data")
+        assert "secret" not in r.postgres.safe_url()
+
+
+def test_optional_settings_bind_to_their_variables(env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STOCK_PLATFORM_STOCKS_PREFIX", "raw/stocks/")
+    monkeypatch.setenv("STOCK_PLATFORM_TABLE", "prices")
+    monkeypatch.setenv("STOCK_PLATFORM_S3_CONCURRENCY", "4")
+    with dg.build_resources({"bucket": defs().resources["bucket"], "postgres": defs().resources["postgres"]}) as r:
+        assert r.bucket.stocks_prefix == "raw/stocks/" and r.bucket.max_concurrency == 4
+        assert r.postgres.target == ("public", "prices")
+
+
+@pytest.mark.parametrize("name", ["drop table x", "a;b", 'a"b', "", "x" * 64])
+def test_hostile_table_names_are_refused(env: None, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv("STOCK_PLATFORM_TABLE", name)
+    with dg.build_resources({"postgres": defs().resources["postgres"]}) as r, pytest.raises(ValueError):
+        r.postgres.target  # noqa: B018

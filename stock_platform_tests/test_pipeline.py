@@ -1,0 +1,184 @@
+"""The whole graph against moto's HTTP server and a real PostgreSQL: counts, idempotence, atomicity."""
+
+import csv
+import datetime as dt
+import hashlib
+import io
+
+import dagster as dg
+import pyarrow.parquet as pq
+import pytest
+
+from stock_platform.definitions import defs
+from stock_platform.local import sample
+from stock_platform.local.report import execute_batch
+
+pytestmark = pytest.mark.integration
+
+COMPANIES, LISTED = 30, 16
+
+
+@pytest.fixture
+def batch(stack) -> sample.SampleBatch:
+    generated = sample.generate(companies=COMPANIES, listed=LISTED, min_rows=200, max_rows=300)
+    sample.upload(generated, stack.put)
+    return generated
+
+
+def data_lines(content: bytes) -> int:
+    return len(content.decode().splitlines()[1:]) if content else 0
+
+
+def listed_files(batch: sample.SampleBatch) -> dict[str, bytes]:
+    """Listed company -> file content, worked out from the sample itself (the list names .csv, files are .txt)."""
+    tickers = {e.split(".")[0] for e in batch.listed}
+    return {n.split(".")[0]: c for n, c in batch.files.items() if n.split(".")[0] in tickers}
+
+
+def table_digest(stack) -> str:
+    return hashlib.sha256(repr(stack.table_rows()).encode()).hexdigest()
+
+
+def test_batch_loads_exactly_the_listed_rows_and_reconciles(stack, batch, instance) -> None:
+    outcome = execute_batch(instance=instance)
+    assert outcome.success, outcome.error
+
+    files = listed_files(batch)
+    normal = {c: f for c, f in files.items() if c not in (sample.BAD_ROWS_COMPANY, sample.EMPTY_COMPANY, sample.HEADER_ONLY_COMPANY)}
+    expected_rows = sum(data_lines(f) for f in normal.values()) + 50  # badr: 50 good rows, 5 bad, 1 duplicate
+    counts = dict(stack.query("SELECT company_name, count(*) FROM {t} GROUP BY 1"))
+    assert sum(counts.values()) == expected_rows
+    assert set(counts) == set(normal) | {sample.BAD_ROWS_COMPANY}
+    assert all(counts[c] == data_lines(f) for c, f in normal.items())
+
+    m = outcome.summary
+    assert m["rows_read"] == expected_rows + 5 + 1
+    assert (m["rows_loaded"], m["rows_rejected"], m["duplicates_dropped"]) == (expected_rows, 5, 1)
+    assert m["rows_read"] == m["rows_loaded"] + m["rows_rejected"] + m["duplicates_dropped"]
+    assert m["companies_loaded"] == len(normal) + 1 and m["companies_empty"] == 2
+    assert m["summary"]["missing"] == [f"{sample.MISSING_COMPANY}.us.csv"]
+    assert sorted(m["summary"]["empty"]) == [sample.EMPTY_COMPANY, sample.HEADER_ONLY_COMPANY]
+
+    # Rejected rows are kept with their reason.
+    rejects = list(csv.DictReader(io.StringIO(stack.get(f"Rejected/{outcome.run_id}/{sample.BAD_ROWS_COMPANY}.csv").decode())))
+    assert len(rejects) == 5
+    assert {r["reason"] for r in rejects} == {
+        "Date is not a valid ISO date (YYYY-MM-DD)",
+        "Open is missing",
+        "Close is not a finite number",
+        "Volume is not a non-negative integer",
+        "expected 7 fields, found 3",
+    }
+
+    # The Output CSV: every loaded row, table column order, no header.
+    output = stack.get("Output/historical_stock_data.csv").decode().splitlines()
+    assert len(output) == expected_rows
+    first = next(csv.reader([output[0]]))
+    assert len(first) == 9 and dt.date.fromisoformat(first[0]) and first[8] in counts
+
+    # The Parquet frame of a company holds exactly its table rows, and Dagster reads it back.
+    company = sorted(normal)[0]
+    frame = pq.read_table(io.BytesIO(stack.get(f"Processed/company={company}/prices.parquet")))
+    assert frame.num_rows == counts[company]
+    loaded = defs().load_asset_value("company_stock_prices", partition_key=company, instance=instance)
+    assert loaded.equals(frame)
+
+
+def test_values_round_trip_exactly(stack, instance) -> None:
+    stack.put("CompanyNames/top_companies.txt", b"'exact.us.csv'")
+    stack.put(
+        "Stocks/exact.us.txt",
+        b"Date,Open,High,Low,Close,Volume,OpenInt\n"
+        b"2017-11-10,0.1,0.30000000000000004,0.0001,0.3,9223372036854775,0\n"
+        b"2017-11-13,0,1e-7,0,123456.789012345,0,0\n",
+    )
+    assert execute_batch(instance=instance).success
+    rows = stack.query("SELECT stock_date, open_value, high_value, low_value, close_value, volume_traded, daily_percent_change, value_change, company_name FROM {t} ORDER BY stock_date")
+    assert rows == [
+        (dt.date(2017, 11, 10), 0.1, 0.30000000000000004, 0.0001, 0.3, 9223372036854775, (0.3 - 0.1) / 0.1 * 100, 0.3 - 0.1, "exact"),
+        (dt.date(2017, 11, 13), 0.0, 1e-7, 0.0, 123456.789012345, 0, None, 123456.789012345, "exact"),
+    ]
+    output = stack.get("Output/historical_stock_data.csv").decode().splitlines()
+    assert output[0].split(",")[:6] == ["2017-11-10", "0.1", "0.30000000000000004", "0.0001", "0.3", "9223372036854775"]
+
+
+def test_rerun_is_idempotent_and_skips_unchanged_files(stack, batch, instance) -> None:
+    assert execute_batch(instance=instance).success
+    before = table_digest(stack)
+    second = execute_batch(instance=instance)
+    assert second.success
+    assert second.summary["companies_unchanged"] == second.summary["companies_in_run"]
+    assert second.summary["rows_read"] == 0
+    assert table_digest(stack) == before
+
+    forced = execute_batch(instance=instance, force_reload=True)
+    assert forced.success and forced.summary["companies_unchanged"] == 0
+    assert table_digest(stack) == before
+    assert stack.query("SELECT count(*) FROM (SELECT company_name, stock_date FROM {t} GROUP BY 1, 2 HAVING count(*) > 1) d") == [(0,)]
+
+
+def test_a_changed_file_replaces_exactly_that_companys_rows(stack, batch, instance) -> None:
+    assert execute_batch(instance=instance).success
+    files = listed_files(batch)
+    changed, other = sorted(c for c in files if c not in ("badr", "empt", "hdro"))[:2]
+    other_rows = stack.query("SELECT * FROM {t} WHERE company_name = %s ORDER BY stock_date", (other,))
+    name = next(n for n in batch.files if n.split(".")[0] == changed)
+    lines = files[changed].decode().splitlines()
+    stack.put(f"Stocks/{name}", ("\n".join(lines[:11]) + "\n").encode())  # header + 10 rows
+
+    outcome = execute_batch(instance=instance)
+    assert outcome.success and outcome.summary["companies_loaded"] == 1
+    assert stack.query("SELECT count(*) FROM {t} WHERE company_name = %s", (changed,)) == [(10,)]
+    assert stack.query("SELECT * FROM {t} WHERE company_name = %s ORDER BY stock_date", (other,)) == other_rows
+
+
+def test_a_failure_mid_load_leaves_the_table_as_it_was(stack, batch, instance) -> None:
+    assert execute_batch(instance=instance).success
+    before = table_digest(stack)
+    files = listed_files(batch)
+    first, last = sorted(c for c in files if c not in ("badr", "empt", "hdro"))[::len(files) - 4][:2]
+    for company in (first, last):
+        name = next(n for n in batch.files if n.split(".")[0] == company)
+        stack.put(f"Stocks/{name}", files[company].replace(b"\n2", b"\n2", 1) + b"2019-01-02,1,1,1,1,1,0\n")
+    # A real PostgreSQL error in the middle of the load: the second company's rows make a trigger raise.
+    with stack.connect() as conn:
+        conn.execute(
+            f"""CREATE FUNCTION "{stack.schema}".boom() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN IF NEW.company_name = '{last}' THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$"""
+        )
+        conn.execute(f'CREATE TRIGGER boom BEFORE INSERT OR UPDATE ON "{stack.schema}"."{stack.table}" FOR EACH ROW EXECUTE FUNCTION "{stack.schema}".boom()')
+
+    failed = execute_batch(instance=instance)
+    assert not failed.success and "injected failure" in failed.error
+    assert table_digest(stack) == before
+    # The failed run's ledger write rolled back too, so the changed files still count as changed.
+    with stack.connect() as conn:
+        conn.execute(f'DROP TRIGGER boom ON "{stack.schema}"."{stack.table}"')
+    recovered = execute_batch(instance=instance)
+    assert recovered.success and recovered.summary["companies_loaded"] == 2
+    assert stack.query("SELECT count(*) FROM {t} WHERE stock_date = '2019-01-02'") == [(2,)]
+
+
+def test_hand_picked_companies_load_in_one_run(stack, batch, instance) -> None:
+    files = listed_files(batch)
+    picked = sorted(c for c in files if c not in ("badr", "empt", "hdro"))[:3]
+    outcome = execute_batch(instance=instance, companies=picked)
+    assert outcome.success and outcome.summary["companies_in_run"] == 3
+    assert [r[0] for r in stack.query("SELECT DISTINCT company_name FROM {t} ORDER BY 1")] == picked
+    runs = instance.get_runs()
+    assert len(runs) == 1
+
+
+def test_materializations_are_recorded_per_processed_company(stack, batch, instance) -> None:
+    assert execute_batch(instance=instance).success
+    frames = instance.fetch_materializations(dg.AssetKey("company_stock_prices"), limit=1000).records
+    table = instance.fetch_materializations(dg.AssetKey("historical_stocks_data"), limit=1000).records
+    processed = {r.partition_key for r in frames}
+    assert processed == set(listed_files(batch)) - {sample.MISSING_COMPANY}
+    # A file rejected whole would have no table materialization; here every processed company loads.
+    assert {r.partition_key for r in table} == processed
+    badr = next(r for r in frames if r.partition_key == sample.BAD_ROWS_COMPANY).asset_materialization.metadata
+    assert (badr["rows_read"].value, badr["rows_loaded"].value, badr["rows_rejected"].value, badr["duplicates_dropped"].value) == (56, 50, 5, 1)
+
+    assert execute_batch(instance=instance).success  # nothing changed: nothing new recorded per company
+    assert len(instance.fetch_materializations(dg.AssetKey("company_stock_prices"), limit=1000).records) == len(frames)
