@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import IO, Any
 
 import boto3
@@ -50,28 +50,15 @@ class Batch:
         return self.files.get(name) if name else None
 
 
-class SourceBucket(S3Resource):
-    """The S3 bucket a batch arrives in, and where the platform writes its extracts.
+class S3Bucket(S3Resource):
+    """One S3 bucket, with a client tuned for many small concurrent requests.
 
-    Extends dagster-aws's S3Resource (credentials, region, endpoint) with the bucket layout and a client
-    tuned for many small concurrent GETs: standard retry mode and a connection pool as large as the
-    thread pool.
+    Extends dagster-aws's S3Resource (credentials, region, endpoint; boto3 honours AWS_ENDPOINT_URL) with
+    standard-mode retries (exponential backoff with jitter, throttling and connection errors included) and a
+    connection pool as large as the thread pool.
     """
 
-    bucket: str = Field(description="Source bucket name (STOCK_PLATFORM_SOURCE_BUCKET).")
-    stocks_prefix: str = Field(default="Stocks/", description="Prefix holding one CSV per company.")
-    company_list_key: str = Field(
-        default="CompanyNames/top_companies.txt", description="Key of the list of companies to load."
-    )
-    output_key: str = Field(
-        default="Output/historical_stock_data.csv", description="Key of the combined CSV extract."
-    )
-    processed_prefix: str = Field(
-        default="Processed/", description="Prefix of the per-company Parquet frames (company=<c>/...)."
-    )
-    rejected_prefix: str = Field(
-        default="Rejected/", description="Prefix of rejected rows, written as <prefix><run id>/<company>.csv."
-    )
+    bucket: str = Field(description="Bucket name.")
     max_concurrency: int = Field(default=16, description="Parallel S3 requests during a batch.")
     max_attempts: int = Field(default=5, description="boto3 standard-mode retry attempts per request.")
 
@@ -99,7 +86,7 @@ class SourceBucket(S3Resource):
                 )
             return self._client
 
-    def get_object_to_set_on_execution_context(self) -> "SourceBucket":
+    def get_object_to_set_on_execution_context(self) -> "S3Bucket":
         # S3Resource hands ops a bare client; this resource's value is its domain methods.
         return self
 
@@ -121,7 +108,11 @@ class SourceBucket(S3Resource):
         return objects
 
     def get_bytes(self, key: str) -> bytes:
-        return self.get_client().get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        try:
+            return self.get_client().get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as error:
+            # Name the object: boto3's own message says only "The specified key does not exist."
+            raise RuntimeError(f"Could not read {self.uri(key)}: {error}") from error
 
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
         # A PUT is atomic in S3: readers see the old object or the new one, never part of either.
@@ -131,6 +122,34 @@ class SourceBucket(S3Resource):
     def upload_fileobj(self, key: str, fileobj: IO[bytes], content_type: str) -> None:
         # Multipart for large extracts; the object appears only when the upload completes.
         self.get_client().upload_fileobj(fileobj, self.bucket, key, ExtraArgs={"ContentType": content_type})
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.get_client().head_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+
+class SourceBucket(S3Bucket):
+    """The S3 bucket a batch arrives in (Stocks/, CompanyNames/), and where the platform writes its extracts."""
+
+    bucket: str = Field(description="Source bucket name (STOCK_PLATFORM_SOURCE_BUCKET).")
+    stocks_prefix: str = Field(default="Stocks/", description="Prefix holding one CSV per company.")
+    company_list_key: str = Field(
+        default="CompanyNames/top_companies.txt", description="Key of the list of companies to load."
+    )
+    output_key: str = Field(
+        default="Output/historical_stock_data.csv", description="Key of the combined CSV extract."
+    )
+    processed_prefix: str = Field(
+        default="Processed/", description="Prefix of the per-company Parquet frames (company=<c>/...)."
+    )
+    rejected_prefix: str = Field(
+        default="Rejected/", description="Prefix of rejected rows, written as <prefix><run id>/<company>.csv."
+    )
 
     def stock_files(self) -> dict[str, S3Object]:
         """The direct children of the stocks prefix, by file name (sub-folders are not part of a batch)."""
@@ -155,14 +174,95 @@ class SourceBucket(S3Resource):
     def rejected_key(self, run_id: str, company: str) -> str:
         return f"{self.rejects_prefix(run_id)}{company}.csv"
 
-    def exists(self, key: str) -> bool:
-        try:
-            self.get_client().head_object(Bucket=self.bucket, Key=key)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
-        return True
+
+@dataclass(frozen=True)
+class Marker:
+    """One upload of a `.SUCCESS` marker. Re-uploading the same key is a new upload: a new LastModified (and,
+    in a versioned bucket, a new version id, which also tells apart two uploads within the same second)."""
+
+    key: str
+    etag: str
+    last_modified: datetime
+    version_id: str | None = None
+
+    @property
+    def run_key(self) -> str:
+        """Stable across ticks and daemon restarts: Dagster never launches two runs for one run key."""
+        stamp = self.last_modified.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return f"{self.key}@{stamp}#{self.version_id or self.etag}"
+
+
+class MonitoredBucket(S3Bucket):
+    """The bucket watched for `.SUCCESS` markers: each new marker upload starts one batch run."""
+
+    bucket: str = Field(description="Monitored bucket (STOCK_PLATFORM_MONITORED_BUCKET).")
+    prefix: str = Field(default="", description="Only markers under this prefix count.")
+    marker_suffix: str = Field(default=".SUCCESS", description="A key ending with this is a marker.")
+
+    def versioned(self) -> bool:
+        return self.get_client().get_bucket_versioning(Bucket=self.bucket).get("Status") == "Enabled"
+
+    def markers(self) -> list[Marker]:
+        """Every marker upload still visible, oldest first, listing past 1,000 keys.
+
+        In a versioned bucket every version counts, so two uploads of one key in the same second are two
+        markers; otherwise an upload is told apart by key, ETag and LastModified.
+        """
+        client = self.get_client()
+        found: list[Marker] = []
+        if self.versioned():
+            for page in client.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for item in page.get("Versions", []):
+                    if item["Key"].endswith(self.marker_suffix):
+                        found.append(
+                            Marker(item["Key"], item["ETag"].strip('"'), item["LastModified"], item.get("VersionId"))
+                        )
+        else:
+            for obj in self.list_objects(self.prefix):
+                if obj.key.endswith(self.marker_suffix) and obj.last_modified is not None:
+                    found.append(Marker(obj.key, obj.etag, obj.last_modified))
+        return sorted(found, key=lambda m: (m.last_modified, m.key, m.version_id or ""))
+
+
+class SNSResource(dg.ConfigurableResource):
+    """An Amazon SNS topic the platform publishes run notifications to (e-mail subscribers, SQS, ...).
+
+    Shaped like dagster-aws's S3Resource: typed fields, one `get_client()`, one domain method.
+    """
+
+    topic_arn: str = Field(description="Topic to publish to (STOCK_PLATFORM_SNS_TOPIC_ARN).")
+    region_name: str | None = Field(default=None, description="AWS region; default: boto3's (AWS_REGION).")
+    max_attempts: int = Field(
+        default=6, description="boto3 standard-mode attempts per publish (exponential backoff with jitter)."
+    )
+    connect_timeout: float = Field(default=5.0, description="Seconds to wait for a connection to SNS.")
+    subject_prefix: str = Field(
+        default="StockPlatform", description="Subjects read <prefix>_Pipeline_Success / _Failure."
+    )
+    ui_base_url: str | None = Field(
+        default="http://localhost:3000", description="Dagster UI base URL for the run link in each message."
+    )
+
+    def get_client(self) -> Any:
+        return boto3.session.Session().client(
+            "sns",
+            region_name=self.region_name,
+            config=Config(
+                retries={"mode": "standard", "max_attempts": self.max_attempts},
+                connect_timeout=self.connect_timeout,
+                read_timeout=10,
+            ),
+        )
+
+    def publish(self, subject: str, message: str, attributes: dict[str, str]) -> str:
+        """Publish one message; return its SNS message id. Raises after the retries are spent."""
+        response = self.get_client().publish(
+            TopicArn=self.topic_arn,
+            Subject=subject,
+            Message=message,
+            MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
+        )
+        return response["MessageId"]
 
 
 class PostgresResource(dg.ConfigurableResource):

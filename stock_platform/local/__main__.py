@@ -17,14 +17,23 @@ import warnings
 import boto3
 
 from stock_platform.local import sample
-from stock_platform.local.stack import LOCAL_DIR, PROJECT_ROOT, local_stack, write_local_instance
+from stock_platform.local.stack import (
+    LOCAL_DIR,
+    PROJECT_ROOT,
+    NotificationSink,
+    create_notification_sink,
+    local_stack,
+    write_local_instance,
+)
 
 SOURCE_BUCKET = "stock-platform-source"
 
 
-def _prepare(env: dict[str, str], companies: int, listed: int) -> sample.SampleBatch:
+def _prepare(env: dict[str, str], companies: int, listed: int) -> tuple[sample.SampleBatch, NotificationSink]:
     os.environ.update(env)
     os.environ.setdefault("STOCK_PLATFORM_SOURCE_BUCKET", SOURCE_BUCKET)
+    sink = create_notification_sink()
+    os.environ["STOCK_PLATFORM_SNS_TOPIC_ARN"] = sink.topic_arn
     os.environ.setdefault("DAGSTER_HOME", str(LOCAL_DIR / "dagster_home"))
     write_local_instance(os.environ["DAGSTER_HOME"])
     bucket = os.environ["STOCK_PLATFORM_SOURCE_BUCKET"]
@@ -32,7 +41,7 @@ def _prepare(env: dict[str, str], companies: int, listed: int) -> sample.SampleB
     s3.create_bucket(Bucket=bucket)
     batch = sample.generate(companies=companies, listed=listed)
     sample.upload(batch, lambda key, data: s3.put_object(Bucket=bucket, Key=key, Body=data))
-    return batch
+    return batch, sink
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     with local_stack(database_url=os.environ.get("STOCK_PLATFORM_DATABASE_URL")) as env:
         t0 = time.monotonic()
-        batch = _prepare(env, args.companies, args.listed)
+        batch, sink = _prepare(env, args.companies, args.listed)
         print(
             f"Local stack: S3/SNS/SQS at {env['AWS_ENDPOINT_URL']} (moto), "
             f"sample batch of {len(batch.files)} files ({batch.total_bytes / 1e6:.1f} MB) uploaded "
@@ -48,13 +57,22 @@ def run(args: argparse.Namespace) -> int:
         )
         outcome = execute_batch(force_reload=args.force_reload)
         print_report(outcome)
+        for envelope in sink.receive(wait_seconds=2):
+            print(f"\nSNS notification delivered to {sink.queue_url} (subscribed to {sink.topic_arn}):")
+            attributes = {k: v["Value"] for k, v in envelope.get("MessageAttributes", {}).items()}
+            print(f"Subject: {envelope['Subject']}   attributes: {attributes}")
+            print(envelope["Message"])
         return 0 if outcome.success else 1
 
 
 def ui(args: argparse.Namespace) -> int:
     with local_stack(database_url=os.environ.get("STOCK_PLATFORM_DATABASE_URL")) as env:
-        _prepare(env, args.companies, args.listed)
-        print(f"Local stack ready (moto at {env['AWS_ENDPOINT_URL']}); starting dagster dev on port {args.port}")
+        _, sink = _prepare(env, args.companies, args.listed)
+        print(
+            f"Local stack ready (moto at {env['AWS_ENDPOINT_URL']}); notifications go to {sink.topic_arn} and the "
+            f"queue {sink.queue_url}; starting dagster dev on port {args.port}"
+        )
+        os.environ.setdefault("STOCK_PLATFORM_UI_BASE_URL", f"http://127.0.0.1:{args.port}")
         command = [
             sys.executable, "-m", "dagster", "dev",
             "-w", str(PROJECT_ROOT / "workspace.yaml"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,10 +10,11 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from stock_platform.assets import HISTORICAL_STOCK_DATA_CSV, load_stock_batch
+from stock_platform.assets import load_stock_batch
 from stock_platform.definitions import defs
 from stock_platform.jobs import stock_batch_job
 from stock_platform.partitions import company_partitions, sync_company_partitions
+from stock_platform.notifications import notify, run_summary
 from stock_platform.reporting import root_error
 from stock_platform.resources import PostgresResource, SourceBucket
 
@@ -34,6 +36,7 @@ class BatchOutcome:
     error: str | None = None
     partitions_added: list[str] = field(default_factory=list)
     partitions_deleted: list[str] = field(default_factory=list)
+    notification_id: str | None = None  # SNS message id, when a topic is configured
 
 
 def resolved_resources(definitions: dg.Definitions) -> tuple[SourceBucket, PostgresResource]:
@@ -53,18 +56,6 @@ def partition_range_tags(instance: dg.DagsterInstance) -> dict[str, str]:
         "dagster/asset_partition_range_start": keys[0],
         "dagster/asset_partition_range_end": keys[-1],
     }
-
-
-def run_summary(instance: dg.DagsterInstance, run_id: str) -> dict[str, Any]:
-    """The metadata of the run's historical_stock_data_csv materialization, as plain values ({} if none)."""
-    records = instance.get_records_for_run(
-        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
-    ).records
-    for record in reversed(records):
-        mat = record.asset_materialization
-        if mat is not None and mat.asset_key == HISTORICAL_STOCK_DATA_CSV:
-            return {k: v.value for k, v in mat.metadata.items()}
-    return {}
 
 
 def execute_batch(
@@ -98,7 +89,14 @@ def execute_batch(
     sample_df = None
     if result.success:
         sample_df = pd.read_sql(SAMPLE_QUERY.format(table=f'"{schema}"."{table}"'), postgres.engine())
+    notification_id = None
+    if "sns" in definitions.resources:
+        # What notify_success_sensor / notify_failure_sensor do when the daemon sees the run finish.
+        with dg.build_resources({"sns": definitions.resources["sns"]}) as resources:
+            run = instance.get_run_by_id(result.run_id)
+            notification_id = notify(instance, run, resources.sns, logging.getLogger("stock_platform"))
     return BatchOutcome(
+        notification_id=notification_id,
         success=result.success,
         run_id=result.run_id,
         elapsed_s=elapsed,

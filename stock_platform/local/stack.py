@@ -135,3 +135,38 @@ def write_local_instance(dagster_home: str | os.PathLike[str]) -> Path:
     if not path.exists() or path.read_text() != LOCAL_INSTANCE_YAML:
         path.write_text(LOCAL_INSTANCE_YAML)
     return path
+
+
+@dataclass
+class NotificationSink:
+    """An SNS topic with an SQS queue subscribed to it: how the local stack (and the tests) see notifications."""
+
+    topic_arn: str
+    queue_url: str
+
+    def receive(self, wait_seconds: int = 1, max_messages: int = 10) -> list[dict]:
+        """Delivered SNS envelopes (Subject, Message, MessageAttributes), deleted from the queue once read."""
+        import boto3
+        import json
+
+        sqs = boto3.client("sqs")
+        response = sqs.receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=max_messages, WaitTimeSeconds=wait_seconds
+        )
+        envelopes = []
+        for message in response.get("Messages", []):
+            envelopes.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return envelopes
+
+
+def create_notification_sink(name: str = "stock-platform-notifications") -> NotificationSink:
+    """Create the topic and a queue subscribed to it, the way an AWS user checks SNS delivery."""
+    import boto3
+
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    topic_arn = sns.create_topic(Name=name)["TopicArn"]
+    queue_url = sqs.create_queue(QueueName=f"{name}-inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+    return NotificationSink(topic_arn, queue_url)

@@ -1,0 +1,235 @@
+"""One SNS message per run of the platform's jobs, however the run ends.
+
+`format_notification` is pure (the text a trader reads in e-mail); `run_facts` gathers what it needs from the
+Dagster instance; the run-status sensors publish. A notification problem never touches the run's own status:
+a failed publish (after boto3's retries with backoff) is logged on the sensor tick, the run is tagged
+`stock_platform/notification=pending`, and `notification_retry_sensor` sends it on a later tick.
+"""
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+
+from stock_platform.assets import HISTORICAL_STOCK_DATA_CSV
+from stock_platform.reporting import root_error
+from stock_platform.resources import SNSResource
+from stock_platform.sensors import MARKER_TAG
+
+NOTIFICATION_TAG = "stock_platform/notification"  # "sent" or "pending"
+MESSAGE_ID_TAG = "stock_platform/notification_message_id"
+SUBJECT_LIMIT = 100  # SNS: ASCII, at most 100 characters
+ERROR_LINES = 8
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    run_id: str
+    job_name: str
+    status: str  # SUCCESS, FAILURE or CANCELED
+    trigger: str
+    duration_s: float | None = None
+    summary: Mapping[str, Any] = field(default_factory=dict)  # historical_stock_data_csv's metadata
+    failed_step: str | None = None
+    error: str | None = None
+    failed_checks: Sequence[str] = ()
+    run_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Notification:
+    subject: str
+    body: str
+    attributes: dict[str, str]
+
+
+def subject_for(prefix: str, success: bool) -> str:
+    """`<prefix>_Pipeline_Success|Failure`, printable ASCII, at most 100 characters (SNS's limit)."""
+    suffix = "_Pipeline_Success" if success else "_Pipeline_Failure"
+    clean = re.sub(r"[^\x20-\x7e]", "", prefix).strip() or "stock_platform"
+    return clean[: SUBJECT_LIMIT - len(suffix)] + suffix
+
+
+def format_notification(facts: RunFacts, prefix: str) -> Notification:
+    """The e-mail a person reads: what ran, why, what it did, and on failure where and why it failed."""
+    success = facts.status == "SUCCESS"
+    s = facts.summary
+    details = s.get("summary") or {}
+    outcome = {"SUCCESS": "succeeded", "FAILURE": "FAILED", "CANCELED": "was CANCELED (reported as a failure)"}
+    lines = [f"Run {facts.run_id} of {facts.job_name} {outcome.get(facts.status, facts.status)}."]
+    if facts.duration_s is not None:
+        lines.append(f"Duration: {facts.duration_s:.1f} s")
+    lines.append(f"Triggered by: {facts.trigger}")
+    if facts.run_url:
+        lines.append(f"Run in the Dagster UI: {facts.run_url}")
+    if s:
+        lines += [
+            "",
+            f"Companies in the run: {s.get('companies_in_run', 0)}: loaded {s.get('companies_loaded', 0)}, "
+            f"empty {s.get('companies_empty', 0)}, rejected whole {s.get('companies_rejected', 0)}, "
+            f"unchanged since their last load {s.get('companies_unchanged', 0)}; "
+            f"listed but missing {s.get('companies_missing', 0)}",
+            f"Rows: read {s.get('rows_read', 0)}, loaded {s.get('rows_loaded', 0)}, rejected {s.get('rows_rejected', 0)}, "
+            f"duplicates dropped {s.get('duplicates_dropped', 0)}",
+            f"Table {s.get('table', '')}: {s.get('table_rows', 0)} rows, {s.get('table_companies', 0)} companies",
+        ]
+        for label, key in (("Missing", "missing"), ("Empty", "empty"), ("Rejected whole", "rejected")):
+            if details.get(key):
+                lines.append(f"{label}: {', '.join(details[key])}")
+        if s.get("rejects"):
+            lines.append(f"Rejected rows: {s['rejects']}")
+        if s.get("path"):
+            lines.append(f"Output CSV: {s['path']}" + ("" if s.get("regenerated", True) else " (unchanged)"))
+    elif success:
+        lines += ["", "The run recorded no batch summary."]
+    if facts.failed_checks:
+        lines += ["", "Failed checks: " + ", ".join(facts.failed_checks)]
+    if not success:
+        lines += ["", f"Failed step: {facts.failed_step or '(none: the run failed before any step ran)'}"]
+        if facts.error:
+            error_lines = facts.error.strip().splitlines()
+            lines += ["Error:", *("  " + line for line in error_lines[:ERROR_LINES])]
+            if len(error_lines) > ERROR_LINES:
+                lines.append(f"  ... ({len(error_lines) - ERROR_LINES} more lines in the run's logs)")
+    return Notification(
+        subject=subject_for(prefix, success),
+        body="\n".join(lines) + "\n",
+        attributes={"status": facts.status, "job": facts.job_name},
+    )
+
+
+def run_summary(instance: dg.DagsterInstance, run_id: str) -> dict[str, Any]:
+    """The metadata of the run's historical_stock_data_csv materialization, as plain values ({} if none)."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    for record in reversed(records):
+        materialization = record.asset_materialization
+        if materialization is not None and materialization.asset_key == HISTORICAL_STOCK_DATA_CSV:
+            return {k: v.value for k, v in materialization.metadata.items()}
+    return {}
+
+
+def _trigger(run: dg.DagsterRun) -> str:
+    tags = run.tags
+    if MARKER_TAG in tags:
+        return f"marker {tags[MARKER_TAG]}"
+    if "dagster/backfill" in tags:
+        return f"backfill {tags['dagster/backfill']}"
+    if "dagster/sensor_name" in tags:
+        return f"sensor {tags['dagster/sensor_name']}"
+    if "dagster/schedule_name" in tags:
+        return f"schedule {tags['dagster/schedule_name']}"
+    return "manual (UI, CLI or API)"
+
+
+def run_facts(instance: dg.DagsterInstance, run: dg.DagsterRun, ui_base_url: str | None) -> RunFacts:
+    status = {dg.DagsterRunStatus.SUCCESS: "SUCCESS", dg.DagsterRunStatus.CANCELED: "CANCELED"}.get(run.status, "FAILURE")
+    stats = instance.get_run_stats(run.run_id)
+    duration = stats.end_time - stats.start_time if stats.start_time and stats.end_time else None
+    failed_step = error = None
+    if status != "SUCCESS":
+        step_failures = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
+        if step_failures:
+            event = step_failures[0].event_log_entry.dagster_event
+            failed_step = event.step_key
+            error = root_error(event.step_failure_data.error)
+        else:
+            run_failures = instance.get_records_for_run(
+                run.run_id, of_type={dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.RUN_CANCELED}
+            ).records
+            if run_failures:
+                event = run_failures[-1].event_log_entry.dagster_event
+                data = event.event_specific_data
+                error = root_error(data.error) if getattr(data, "error", None) else event.message
+            if status == "CANCELED":
+                error = error or "The run was canceled."
+    checks = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    failed_checks = sorted(
+        {
+            f"{e.asset_key.to_user_string()}:{e.check_name}"
+            for r in checks
+            if (e := r.event_log_entry.dagster_event.event_specific_data) is not None and not e.passed
+        }
+    )
+    return RunFacts(
+        run_id=run.run_id,
+        job_name=run.job_name,
+        status=status,
+        trigger=_trigger(run),
+        duration_s=duration,
+        summary=run_summary(instance, run.run_id),
+        failed_step=failed_step,
+        error=error,
+        failed_checks=failed_checks,
+        run_url=f"{ui_base_url.rstrip('/')}/runs/{run.run_id}" if ui_base_url else None,
+    )
+
+
+def notify(instance: dg.DagsterInstance, run: dg.DagsterRun, sns: SNSResource, log: Any) -> str | None:
+    """Publish the run's notification once; return the SNS message id, or None when it must be retried."""
+    if run.tags.get(NOTIFICATION_TAG) == "sent":
+        return run.tags.get(MESSAGE_ID_TAG)
+    notification = format_notification(run_facts(instance, run, sns.ui_base_url), sns.subject_prefix)
+    try:
+        message_id = sns.publish(notification.subject, notification.body, notification.attributes)
+    except Exception as error:  # noqa: BLE001 - never let a notification problem escape into the run
+        log.error(f"Could not publish the notification of run {run.run_id} to {sns.topic_arn}; will retry: {error}")
+        instance.add_run_tags(run.run_id, {NOTIFICATION_TAG: "pending"})
+        return None
+    instance.add_run_tags(run.run_id, {NOTIFICATION_TAG: "sent", MESSAGE_ID_TAG: message_id})
+    log.info(f"Published {notification.subject} for run {run.run_id} (SNS message {message_id})")
+    return message_id
+
+
+def build_notification_sensors(
+    jobs: Sequence[Any],  # define_asset_job results (their type is not exported by dagster)
+    minimum_interval_seconds: int,
+    default_status: dg.DefaultSensorStatus,
+) -> list[dg.SensorDefinition]:
+    common = {
+        "monitored_jobs": list(jobs),
+        "minimum_interval_seconds": minimum_interval_seconds,
+        "default_status": default_status,
+    }
+
+    @dg.run_status_sensor(
+        name="notify_success_sensor",
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        description="Publishes <prefix>_Pipeline_Success to the SNS topic when a batch run succeeds.",
+        **common,
+    )
+    def notify_success_sensor(context: dg.RunStatusSensorContext, sns: SNSResource) -> None:
+        notify(context.instance, context.dagster_run, sns, context.log)
+
+    @dg.run_failure_sensor(
+        name="notify_failure_sensor",
+        description="Publishes <prefix>_Pipeline_Failure when a batch run fails, including before any step ran.",
+        **common,
+    )
+    def notify_failure_sensor(context: dg.RunFailureSensorContext, sns: SNSResource) -> None:
+        notify(context.instance, context.dagster_run, sns, context.log)
+
+    @dg.run_status_sensor(
+        name="notify_canceled_sensor",
+        run_status=dg.DagsterRunStatus.CANCELED,
+        description="Publishes <prefix>_Pipeline_Failure, saying so, when a batch run is canceled.",
+        **common,
+    )
+    def notify_canceled_sensor(context: dg.RunStatusSensorContext, sns: SNSResource) -> None:
+        notify(context.instance, context.dagster_run, sns, context.log)
+
+    @dg.sensor(
+        name="notification_retry_sensor",
+        minimum_interval_seconds=max(minimum_interval_seconds, 60),
+        default_status=default_status,
+        description="Re-sends notifications that could not be published when their run finished.",
+    )
+    def notification_retry_sensor(context: dg.SensorEvaluationContext, sns: SNSResource) -> dg.SkipReason:
+        pending = context.instance.get_runs(filters=dg.RunsFilter(tags={NOTIFICATION_TAG: "pending"}), limit=100)
+        sent = [run.run_id for run in pending if notify(context.instance, run, sns, context.log)]
+        if not pending:
+            return dg.SkipReason("No notification is waiting to be re-sent")
+        return dg.SkipReason(f"Re-sent {len(sent)} of {len(pending)} pending notifications")
+
+    return [notify_success_sensor, notify_failure_sensor, notify_canceled_sensor, notification_retry_sensor]
