@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run ui test test-unit test-tcp image-check lock bench clean
+.PHONY: install browser run ui test test-unit test-tcp image-check lock bench screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,17 @@ run: $(STAMP)
 ui: $(STAMP)
 	$(BIN)/python -m stock_platform.local ui
 
-## Unit and integration tests (moto's HTTP server, embedded PostgreSQL, the real Dagster daemon).
-test: $(STAMP)
+## Debian's chromium + chromium-driver for the UI test, installed when missing and possible (root + apt).
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q chromium chromium-driver >/dev/null || \
+	  (apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null); \
+	else echo "chromium/chromedriver are missing and cannot be installed here: the UI test will be skipped"; fi
+
+## Unit and integration tests (moto's HTTP server, embedded PostgreSQL, the real Dagster daemon, Chromium).
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
 test-unit: $(STAMP)
@@ -32,6 +41,10 @@ test-unit: $(STAMP)
 ## The integration tests against the machine's PostgreSQL at 127.0.0.1:5432 instead of the embedded one.
 test-tcp: $(STAMP)
 	STOCK_PLATFORM_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test $(BIN)/python -m pytest -m integration
+
+## Re-take the README's screenshots (docs/) with the UI test.
+screenshots: $(STAMP) browser
+	STOCK_PLATFORM_SCREENSHOT_DIR=docs $(BIN)/python -m pytest stock_platform_tests/test_ui_and_backfill.py -k ui_shows
 
 ## Replay the Dockerfile's install steps and CMD in a clean virtualenv; health-check the gRPC code server.
 image-check:

@@ -12,7 +12,7 @@ io_managers.py. The three batch assets are one step (`load_stock_batch`, a multi
 """
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
@@ -20,9 +20,9 @@ import pyarrow as pa
 from pydantic import Field
 
 from stock_platform import reporting, warehouse
-from stock_platform.io_managers import write_frames
+from stock_platform.io_managers import read_frames, write_frames
 from stock_platform.partitions import company_partitions
-from stock_platform.reporting import LOADED, MISSING_FILE, REJECTED, UNCHANGED, BatchSummary
+from stock_platform.reporting import EMPTY, LOADED, MISSING_FILE, REJECTED, UNCHANGED, BatchSummary
 from stock_platform.resources import Batch, PostgresResource, S3Object, SourceBucket
 from stock_platform.transforms import ParsedFile, parse_stock_csv, rejects_to_csv
 
@@ -97,8 +97,8 @@ class BatchConfig(dg.Config):
             kinds={"pyarrow", "parquet", "s3"},
             description=(
                 "Validated, typed daily prices of one company with daily_percent_change and value_change, stored "
-                "as Parquet at s3://<source>/Processed/company=<c>/prices.parquet. Rejected rows go to "
-                "Rejected/<run id>/<company>.csv with their reason."
+                "as Parquet in the source bucket at Processed/company=COMPANY/prices.parquet. Rejected rows go to "
+                "Rejected/RUN_ID/COMPANY.csv with their reason."
             ),
         ).with_io_manager_key("frames_io_manager"),
         dg.AssetSpec(
@@ -119,13 +119,13 @@ class BatchConfig(dg.Config):
             group_name=WAREHOUSE,
             kinds={"s3", "csv"},
             description=(
-                "s3://<source>/Output/historical_stock_data.csv: every loaded company in the table's column "
+                "Output/historical_stock_data.csv in the source bucket: every loaded company in the table's column "
                 "order, no header; regenerated whenever a run changes the table. Its metadata is the run's summary."
             ),
         ),
     ],
     backfill_policy=dg.BackfillPolicy.single_run(),
-    can_subset=False,
+    can_subset=True,
 )
 def load_stock_batch(
     context: dg.AssetExecutionContext,
@@ -133,14 +133,56 @@ def load_stock_batch(
     bucket: SourceBucket,
     postgres: PostgresResource,
 ) -> Iterator[dg.AssetMaterialization | dg.MaterializeResult]:
-    """Parse the run's companies, store their frames, load them into the table, and write the Output CSV."""
-    batch = bucket.current_batch()
-    companies = _companies_of_run(context, config, batch)
-    schema, table = postgres.target
-    with postgres.connect() as conn:
-        loaded = warehouse.loaded_etags(conn, schema, table)
+    """Parse the run's companies, store their frames, load them into the table, and write the Output CSV.
 
-    summary = BatchSummary(missing=batch.selection.missing, companies_in_run=len(companies))
+    Subsettable, because the UI and asset backfills target these assets separately (partitions of the frames and
+    the table in one run, the unpartitioned CSV in another): frames only; the table only (from the stored
+    frames); or the CSV only. A batch run selects all three.
+    """
+    selected = context.selected_asset_keys
+    do_frames, do_table = COMPANY_STOCK_PRICES in selected, HISTORICAL_STOCKS_DATA in selected
+    schema, table = postgres.target
+    summary = BatchSummary()
+    frames: dict[str, pa.Table] = {}
+    if do_frames or do_table:
+        batch = bucket.current_batch()
+        companies = _companies_of_run(context, config, batch)
+        with postgres.connect() as conn:
+            loaded = warehouse.loaded_etags(conn, schema, table)
+        summary = BatchSummary(missing=batch.selection.missing, companies_in_run=len(companies))
+        if do_frames:
+            frames = yield from _process_files(context, config, bucket, batch, companies, loaded, summary)
+        else:
+            frames = _stored_frames(context, config, bucket, companies, loaded, summary)
+    if do_table and frames:
+        with postgres.connect() as conn:
+            result = warehouse.replace_companies(conn, schema, table, frames, context.run.run_id)
+        context.log.info(
+            f"{result.strategy}: {result.rows_inserted} rows inserted, {result.rows_updated} updated, "
+            f"{result.rows_deleted} deleted, {result.rows_unchanged} unchanged; table holds {result.table_rows}"
+        )
+        for company, frame in sorted(frames.items()):
+            yield dg.AssetMaterialization(
+                asset_key=HISTORICAL_STOCKS_DATA,
+                partition=company,
+                metadata={"rows_loaded": frame.num_rows, **_date_metadata(frame)},
+            )
+    if HISTORICAL_STOCK_DATA_CSV in selected:
+        # A CSV-only run follows a load in another run (a backfill), so it always rewrites the extract.
+        table_changed = bool(frames) if do_table else True
+        yield _write_output_csv(context, config, bucket, postgres, summary, table_changed=table_changed)
+
+
+def _process_files(
+    context: dg.AssetExecutionContext,
+    config: BatchConfig,
+    bucket: SourceBucket,
+    batch: Batch,
+    companies: list[str],
+    loaded: dict[str, str],
+    summary: BatchSummary,
+) -> Generator[dg.AssetMaterialization, None, dict[str, pa.Table]]:
+    """Download, parse and store the changed files; yield their materializations; return their frames."""
     todo: dict[str, S3Object] = {}
     for company in companies:
         source = batch.source_of(company)
@@ -170,22 +212,36 @@ def load_stock_batch(
             metadata=_frame_metadata(bucket, todo[company], result, rejects.get(company)),
         )
     if rejects:
-        context.log.warning(f"{summary.rows_rejected} rows rejected in {len(rejects)} files: {bucket.uri(bucket.rejects_prefix(context.run.run_id))}")
-
-    if frames:
-        with postgres.connect() as conn:
-            result = warehouse.replace_companies(conn, schema, table, frames, context.run.run_id)
-        context.log.info(
-            f"{result.strategy}: {result.rows_inserted} rows inserted, {result.rows_updated} updated, "
-            f"{result.rows_deleted} deleted, {result.rows_unchanged} unchanged; table holds {result.table_rows}"
+        context.log.warning(
+            f"{summary.rows_rejected} rows rejected in {len(rejects)} files: "
+            f"{bucket.uri(bucket.rejects_prefix(context.run.run_id))}"
         )
-        for company, frame in sorted(frames.items()):
-            yield dg.AssetMaterialization(
-                asset_key=HISTORICAL_STOCKS_DATA,
-                partition=company,
-                metadata={"rows_loaded": frame.num_rows, **_date_metadata(frame)},
-            )
-    yield _write_output_csv(context, config, bucket, postgres, summary, table_changed=bool(frames))
+    return frames
+
+
+def _stored_frames(
+    context: dg.AssetExecutionContext,
+    config: BatchConfig,
+    bucket: SourceBucket,
+    companies: list[str],
+    loaded: dict[str, str],
+    summary: BatchSummary,
+) -> dict[str, pa.Table]:
+    """The table alone: load the companies' stored Parquet frames that are not already in the table."""
+    stored = read_frames(bucket, companies)
+    frames: dict[str, pa.Table] = {}
+    for company in companies:
+        frame = stored.get(company)
+        etag = (frame.schema.metadata or {}).get(warehouse.SOURCE_ETAG, b"").decode() if frame is not None else None
+        if frame is None:
+            summary.add(company, MISSING_FILE, {})
+        elif not config.force_reload and loaded.get(company) == etag:
+            summary.add(company, UNCHANGED, {})
+        else:
+            frames[company] = frame
+            summary.add(company, LOADED if frame.num_rows else EMPTY, {"rows_loaded": frame.num_rows})
+    context.log.info(f"Loading {len(frames)} stored frames of {len(companies)} companies")
+    return frames
 
 
 def _companies_of_run(context: dg.AssetExecutionContext, config: BatchConfig, batch: Batch) -> list[str]:

@@ -13,8 +13,8 @@ from typing import Any
 
 import dagster as dg
 
-from stock_platform.assets import HISTORICAL_STOCK_DATA_CSV
-from stock_platform.reporting import root_error
+from stock_platform.assets import COMPANY_STOCK_PRICES, HISTORICAL_STOCK_DATA_CSV
+from stock_platform.reporting import LOADED, BatchSummary, root_error
 from stock_platform.resources import SNSResource
 from stock_platform.sensors import MARKER_TAG
 
@@ -101,13 +101,20 @@ def format_notification(facts: RunFacts, prefix: str) -> Notification:
 
 
 def run_summary(instance: dg.DagsterInstance, run_id: str) -> dict[str, Any]:
-    """The metadata of the run's historical_stock_data_csv materialization, as plain values ({} if none)."""
+    """The run's summary as plain values: historical_stock_data_csv's metadata, or, in a run that did not write
+    the CSV (part of a backfill), totals over its company_stock_prices materializations ({} if neither)."""
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
-    for record in reversed(records):
-        materialization = record.asset_materialization
-        if materialization is not None and materialization.asset_key == HISTORICAL_STOCK_DATA_CSV:
+    materializations = [r.asset_materialization for r in records if r.asset_materialization is not None]
+    for materialization in reversed(materializations):
+        if materialization.asset_key == HISTORICAL_STOCK_DATA_CSV:
             return {k: v.value for k, v in materialization.metadata.items()}
-    return {}
+    summary = BatchSummary()
+    for materialization in materializations:
+        if materialization.asset_key == COMPANY_STOCK_PRICES and materialization.partition:
+            values = {k: v.value for k, v in materialization.metadata.items()}
+            counts = {k: int(values.get(k) or 0) for k in ("rows_read", "rows_loaded", "rows_rejected", "duplicates_dropped")}
+            summary.add(materialization.partition, str(values.get("status", LOADED)), counts)
+    return {**summary.as_metadata(), "summary": summary.details()} if summary.statuses else {}
 
 
 def _trigger(run: dg.DagsterRun) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -41,7 +42,15 @@ def _prepare(env: dict[str, str], companies: int, listed: int) -> tuple[sample.S
     s3.create_bucket(Bucket=bucket)
     batch = sample.generate(companies=companies, listed=listed)
     sample.upload(batch, lambda key, data: s3.put_object(Bucket=bucket, Key=key, Body=data))
+    _write_env_file()
     return batch, sink
+
+
+def _write_env_file() -> None:
+    """`.local/env.sh`: `source` it in another shell to point the dagster CLI at the running local stack."""
+    names = sorted(n for n in os.environ if n.startswith(("STOCK_PLATFORM_", "AWS_")) or n == "DAGSTER_HOME")
+    lines = [f"export {n}={shlex.quote(os.environ[n])}" for n in names]
+    (LOCAL_DIR / "env.sh").write_text("# Written by make run / make ui for the stack they started.\n" + "\n".join(lines) + "\n")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,82 @@
+"""The production dagster.yaml boots against a real PostgreSQL and carries a run and sensor ticks.
+
+Dagster's storage goes to a fresh database on the test server (embedded or STOCK_PLATFORM_TEST_DATABASE_URL);
+credentials come from the DAGSTER_PG_* variables, as in production.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from sqlalchemy.engine import make_url
+
+from stock_platform.local import sample
+from stock_platform.local.stack import PROJECT_ROOT
+
+pytestmark = [pytest.mark.integration, pytest.mark.daemon]
+
+
+@pytest.fixture
+def production_home(stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    database = f"dagster_{uuid.uuid4().hex[:8]}"
+    with stack.connect() as conn:
+        conn.execute(f'CREATE DATABASE "{database}"')
+    url = make_url(stack.database_url)
+    if url.host:
+        env = {"DAGSTER_PG_HOST": url.host, "DAGSTER_PG_PORT": str(url.port or 5432)}
+    else:  # the embedded server listens on a unix socket: an empty host makes libpq use PGHOST
+        env = {"DAGSTER_PG_HOST": "", "DAGSTER_PG_PORT": "5432", "PGHOST": url.query["host"]}
+    env |= {"DAGSTER_PG_USERNAME": url.username or "postgres", "DAGSTER_PG_PASSWORD": url.password or "", "DAGSTER_PG_DB": database}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    yield home
+    with stack.connect() as conn:
+        conn.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
+
+
+def test_production_instance_stores_runs_in_postgres_and_runs_the_sensor(stack, production_home: Path) -> None:
+    with dg.DagsterInstance.from_config(str(production_home)) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        assert instance.run_monitoring_enabled and instance.run_retries_enabled
+
+    sample.upload(sample.generate(companies=10, listed=6, min_rows=50, max_rows=80), stack.put)
+    stack.put("batch.SUCCESS", b"")
+    env = {**os.environ, "STOCK_PLATFORM_SENSOR_INTERVAL_SECONDS": "2"}
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        with dg.DagsterInstance.from_config(str(production_home)) as instance:
+            deadline = time.monotonic() + 150
+            runs = []
+            while time.monotonic() < deadline:
+                runs = instance.get_runs()
+                if runs and runs[0].is_finished:
+                    break
+                time.sleep(2)
+            assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS, runs
+            run = runs[0]
+            assert run.tags["stock_platform/target"] == "historical_stocks_data"  # the coordinator's limit key
+            assert instance.get_dynamic_partitions("company")  # the sensor's partition requests landed in PG
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert stack.query("SELECT count(DISTINCT company_name) FROM {t}")[0][0] > 0

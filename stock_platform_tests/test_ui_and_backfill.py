@@ -1,0 +1,205 @@
+"""The platform as a user operates it: `dagster dev` (webserver + daemon), the UI in headless Chromium,
+and backfills of hand-picked companies through the same GraphQL API the UI's backfill dialog uses.
+
+Screenshots go to $STOCK_PLATFORM_SCREENSHOT_DIR (default: the test's tmp folder); docs/ holds two of them.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from stock_platform.local import sample
+from stock_platform.local.report import execute_batch
+from stock_platform.local.stack import PROJECT_ROOT, free_port, write_local_instance
+
+pytestmark = [pytest.mark.integration, pytest.mark.daemon]
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+BACKFILL = """
+mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on UnauthorizedError { message }
+  }
+}"""
+BACKFILL_STATUS = """
+query($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } } }"""
+
+
+def graphql(base: str, query: str, variables: dict) -> dict:
+    request = urllib.request.Request(
+        f"{base}/graphql", json.dumps({"query": query, "variables": variables}).encode(),
+        {"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        raise AssertionError(f"GraphQL error {error.code}: {error.read()[:2000]!r}") from error
+    assert not body.get("errors"), body["errors"]
+    return body["data"]
+
+
+def wait_until(condition, timeout: float, what: str, interval: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@pytest.fixture
+def dagster_dev(stack, tmp_path: Path):
+    home = tmp_path / "dagster_home"
+    write_local_instance(home)
+    port = free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "STOCK_PLATFORM_SENSORS_ENABLED": "false"}
+    log = open(tmp_path / "dagster_dev.log", "wb")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster"), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
+         "-h", "127.0.0.1", "-p", str(port)],
+        cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return urllib.request.urlopen(f"{base}/server_info", timeout=2).status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_until(up, 120, "the Dagster webserver")
+        yield base, home
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+        log.close()
+
+
+@pytest.fixture
+def loaded(stack, dagster_dev):
+    """A first full load on the same instance the webserver shows."""
+    base, home = dagster_dev
+    batch = sample.generate(companies=14, listed=10, min_rows=100, max_rows=150)
+    sample.upload(batch, stack.put)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert execute_batch(instance=instance).success
+    return base, home, batch
+
+
+def test_backfill_of_hand_picked_companies_touches_only_them(stack, loaded) -> None:
+    base, home, batch = loaded
+    companies = [r[0] for r in stack.query("SELECT DISTINCT company_name FROM {t} ORDER BY 1")]
+    picked = [companies[0], companies[2], companies[4]]  # not contiguous: Dagster may split it into runs
+    for company in picked:  # change the picked companies' files; the others stay as they are
+        name = next(n for n in batch.files if n.startswith(company + "."))
+        stack.put(f"Stocks/{name}", batch.files[name] + b"2019-01-02,1,1,1,1,1,0\n")
+    untouched = stack.query("SELECT * FROM {t} WHERE company_name <> ALL(%s) ORDER BY 1, 2", (picked,))
+
+    data = graphql(base, BACKFILL, {"params": {
+        "partitionNames": picked,
+        "assetSelection": [{"path": [k]} for k in ("company_stock_prices", "historical_stocks_data", "historical_stock_data_csv")],
+    }})["launchPartitionBackfill"]
+    assert data["__typename"] == "LaunchBackfillSuccess", data
+    status = wait_until(
+        lambda: (s := graphql(base, BACKFILL_STATUS, {"id": data["backfillId"]})["partitionBackfillOrError"]["status"])
+        in ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED") and s,
+        240, "the backfill",
+    )
+    assert status in ("COMPLETED", "COMPLETED_SUCCESS")
+    assert stack.query("SELECT company_name FROM {t} WHERE stock_date = '2019-01-02' ORDER BY 1") == [(c,) for c in picked]
+    assert stack.query("SELECT * FROM {t} WHERE company_name <> ALL(%s) ORDER BY 1, 2", (picked,)) == untouched
+    output = stack.get("Output/historical_stock_data.csv").decode()
+    assert output.count("2019-01-02") == 3  # the extract was regenerated
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        backfill_runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": data["backfillId"]}))
+    print(f"backfill of {len(picked)} hand-picked companies ran as {len(backfill_runs)} run(s)")
+
+
+@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="Debian chromium + chromium-driver are not installed")
+def test_ui_shows_the_graph_and_materializes(stack, loaded, tmp_path: Path) -> None:
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, home, _ = loaded
+    shots = Path(os.environ.get("STOCK_PLATFORM_SCREENSHOT_DIR", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--window-size=1800,1000"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
+    try:
+        wait = WebDriverWait(driver, 60)
+
+        def dismiss_welcome() -> None:
+            # First visit in a fresh browser profile: Dagster's "Join the community" dialog covers the page.
+            for button in driver.find_elements(By.XPATH, "//button[normalize-space()='Skip']"):
+                button.click()
+
+        driver.get(f"{base}/asset-groups")
+        time.sleep(3)
+        dismiss_welcome()
+        # The lineage starts with the two groups (ingest, warehouse) collapsed: expand them as a user would,
+        # then reload so the graph is laid out and zoomed to fit with both open (the UI remembers them).
+        for _ in range(4):
+            collapsed = driver.find_elements(By.CSS_SELECTOR, "[class*='collapsedGroupNodeBox']")
+            if not collapsed:
+                break
+            collapsed[0].click()
+            time.sleep(1)
+        driver.refresh()
+        for name in ("top_companies", "company_stock_prices", "historical_stocks_data", "historical_stock_data_csv"):
+            wait.until(ec.presence_of_element_located((By.XPATH, f"//*[contains(text(), '{name}')]")))
+        time.sleep(2)  # let the graph finish laying out before the screenshot
+        driver.save_screenshot(str(shots / "asset_graph.png"))
+
+        driver.get(f"{base}/assets/historical_stock_data_csv")
+        dismiss_welcome()
+        wait.until(ec.presence_of_element_located((By.XPATH, "//*[contains(text(), 'rows_loaded')]")))
+        time.sleep(2)
+        driver.save_screenshot(str(shots / "materialization_metadata.png"))
+
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            before = len(instance.get_runs())
+        driver.get(f"{base}/assets/top_companies")
+        dismiss_welcome()
+        button = wait.until(ec.element_to_be_clickable((By.XPATH, "//button[.//span[text()='Materialize'] or text()='Materialize']")))
+        button.click()
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            run = wait_until(lambda: len(instance.get_runs()) > before and instance.get_runs()[0], 60, "the launched run")
+            finished = wait_until(
+                lambda: (r := instance.get_run_by_id(run.run_id)).is_finished and r, 120, "the run to finish"
+            )
+        assert finished.status == dg.DagsterRunStatus.SUCCESS
+        driver.get(f"{base}/runs/{run.run_id}")
+        wait.until(ec.presence_of_element_located((By.XPATH, "//*[contains(text(), 'Success')]")))
+        driver.save_screenshot(str(shots / "run_success.png"))
+    except Exception:
+        driver.save_screenshot(str(shots / "failure.png"))
+        (shots / "failure.html").write_text(driver.page_source)
+        raise
+    finally:
+        driver.quit()
