@@ -203,3 +203,44 @@ def test_ui_shows_the_graph_and_materializes(stack, loaded, tmp_path: Path) -> N
         raise
     finally:
         driver.quit()
+
+
+def dagster_cli(home: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), *args, "-m", "stock_platform.definitions"],
+        cwd=PROJECT_ROOT, env={**os.environ, "DAGSTER_HOME": str(home)}, capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_cli_range_and_hand_picked_loads_are_one_run_each(stack, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    write_local_instance(home)
+    batch = sample.generate(companies=14, listed=10, min_rows=50, max_rows=80)
+    sample.upload(batch, stack.put)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert execute_batch(instance=instance).success
+        keys = instance.get_dynamic_partitions("company")
+    before = stack.table_rows()
+
+    # A contiguous range from the CLI: frames and table of those companies, in one run (single-run policy).
+    result = dagster_cli(home, "asset", "materialize", "--select", "company_stock_prices,historical_stocks_data",
+                         "--partition-range", f"{keys[1]}...{keys[3]}", "--config-json",
+                         json.dumps({"ops": {"load_stock_batch": {"config": {"force_reload": True}}}}))
+    assert result.returncode == 0, result.stderr[-3000:]
+    # A hand-picked set from the CLI: the job, its config naming the companies, one run.
+    picked = [keys[0], keys[4], keys[6]]
+    config = tmp_path / "picked.yaml"
+    config.write_text(json.dumps({"ops": {"load_stock_batch": {"config": {"companies": picked, "force_reload": True}}}}))
+    result = dagster_cli(home, "job", "execute", "-j", "stock_batch_job", "-c", str(config))
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_runs()
+        assert len(runs) == 3  # the first load, the range, the hand-picked set
+        records = instance.fetch_materializations(dg.AssetKey("historical_stocks_data"), limit=1000).records
+        by_run = {}
+        for record in records:
+            by_run.setdefault(record.run_id, set()).add(record.partition_key)
+        assert by_run[runs[1].run_id] == {keys[1], keys[2], keys[3]}
+        assert by_run[runs[0].run_id] == set(picked)
+    assert stack.table_rows() == before  # forced reloads of unchanged files leave the same rows
