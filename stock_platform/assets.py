@@ -11,6 +11,7 @@ io_managers.py. The three batch assets are one step (`load_stock_batch`, a multi
 - a whole batch is one run (BackfillPolicy.single_run); S3 requests and parsing go through a thread pool.
 """
 
+import datetime
 import tempfile
 from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,12 +20,12 @@ import dagster as dg
 import pyarrow as pa
 from pydantic import Field
 
-from stock_platform import reporting, warehouse
+from stock_platform import checks, reporting, warehouse
 from stock_platform.io_managers import read_frames, write_frames
 from stock_platform.partitions import company_partitions
 from stock_platform.reporting import EMPTY, LOADED, MISSING_FILE, REJECTED, UNCHANGED, BatchSummary
-from stock_platform.resources import Batch, PostgresResource, S3Object, SourceBucket
-from stock_platform.transforms import ParsedFile, parse_stock_csv, rejects_to_csv
+from stock_platform.resources import Batch, PostgresResource, QualityPolicy, S3Object, SourceBucket
+from stock_platform.transforms import ParsedFile, parse_stock_csv, rejects_to_csv, too_large
 
 INGEST, WAREHOUSE = "ingest", "warehouse"
 
@@ -33,7 +34,7 @@ HISTORICAL_STOCKS_DATA = dg.AssetKey("historical_stocks_data")
 HISTORICAL_STOCK_DATA_CSV = dg.AssetKey("historical_stock_data_csv")
 
 
-@dg.asset(group_name=INGEST, kinds={"s3"})
+@dg.asset(group_name=INGEST, kinds={"s3"}, check_specs=checks.LIST_CHECK_SPECS)
 def top_companies(context: dg.AssetExecutionContext, bucket: SourceBucket) -> dg.MaterializeResult:
     """Companies selected for loading: CompanyNames/top_companies.txt matched to the files under Stocks/."""
     batch = bucket.current_batch()
@@ -51,6 +52,7 @@ def top_companies(context: dg.AssetExecutionContext, bucket: SourceBucket) -> dg
             "files_with_invalid_names": dg.MetadataValue.json(list(selection.invalid_names)),
             "ambiguous": dg.MetadataValue.json({k: list(v) for k, v in selection.ambiguous.items()}),
         },
+        check_results=[checks.listed_present_result(list(selection.missing))],
     )
 
 
@@ -127,6 +129,7 @@ class BatchConfig(dg.Config):
             ),
         ),
     ],
+    check_specs=[*checks.FRAME_CHECK_SPECS, *checks.TABLE_CHECK_SPECS],
     backfill_policy=dg.BackfillPolicy.single_run(),
     can_subset=True,
 )
@@ -135,7 +138,8 @@ def load_stock_batch(
     config: BatchConfig,
     bucket: SourceBucket,
     postgres: PostgresResource,
-) -> Iterator[dg.AssetMaterialization]:
+    quality: QualityPolicy,
+) -> Iterator[dg.AssetMaterialization | dg.AssetCheckResult]:
     """Parse the run's companies, store their frames, load them into the table, and write the Output CSV.
 
     Subsettable, because the UI and asset backfills target these assets separately (partitions of the frames and
@@ -154,7 +158,7 @@ def load_stock_batch(
             loaded = warehouse.loaded_etags(conn, schema, table)
         summary = BatchSummary(missing=batch.selection.missing, companies_in_run=len(companies))
         if do_frames:
-            frames = yield from _process_files(context, config, bucket, batch, companies, loaded, summary)
+            frames = yield from _process_files(context, config, bucket, quality, batch, companies, loaded, summary)
         else:
             frames = _stored_frames(context, config, bucket, companies, loaded, summary)
     if do_table and frames:
@@ -170,6 +174,13 @@ def load_stock_batch(
                 partition=company,
                 metadata={"rows_loaded": frame.num_rows, **_date_metadata(frame)},
             )
+        with postgres.connect() as conn:
+            findings = warehouse.quality_findings(conn, schema, table, today=datetime.date.today())
+        for result in checks.table_check_results(findings):
+            if not result.passed:
+                context.log.warning(f"Check {result.check_name} failed: {result.metadata['offending_rows'].value} rows")
+            if _records_check(context, result):
+                yield result
     if HISTORICAL_STOCK_DATA_CSV in selected:
         # A CSV-only run follows a load in another run (a backfill), so it always rewrites the extract.
         table_changed = bool(frames) if do_table else True
@@ -180,12 +191,16 @@ def _process_files(
     context: dg.AssetExecutionContext,
     config: BatchConfig,
     bucket: SourceBucket,
+    quality: QualityPolicy,
     batch: Batch,
     companies: list[str],
     loaded: dict[str, str],
     summary: BatchSummary,
-) -> Generator[dg.AssetMaterialization, None, dict[str, pa.Table]]:
-    """Download, parse and store the changed files; yield their materializations; return their frames."""
+) -> Generator[dg.AssetMaterialization | dg.AssetCheckResult, None, dict[str, pa.Table]]:
+    """Download, parse and store the changed files; yield their materializations; return their frames.
+
+    Fails, before anything reaches the table, when more rows are rejected than the quality policy allows.
+    """
     todo: dict[str, S3Object] = {}
     for company in companies:
         source = batch.source_of(company)
@@ -197,7 +212,7 @@ def _process_files(
             todo[company] = source
     context.log.info(f"{len(companies)} companies in the run: {len(todo)} to process, {len(companies) - len(todo)} not")
 
-    parsed = _fetch_and_parse(bucket, todo)
+    parsed = _fetch_and_parse(bucket, todo, quality.max_file_bytes)
     rejects = _write_rejects(bucket, context.run.run_id, parsed)
     frames = {
         company: result.prices.replace_schema_metadata(
@@ -218,6 +233,24 @@ def _process_files(
         context.log.warning(
             f"{summary.rows_rejected} rows rejected in {len(rejects)} files: "
             f"{bucket.uri(bucket.rejects_prefix(context.run.run_id))}"
+        )
+    worst = dict(
+        sorted(
+            ((c, p.rows_rejected / p.rows_read) for c, p in parsed.items() if p.rows_read and p.rows_rejected),
+            key=lambda item: -item[1],
+        )[:20]
+    )
+    check = checks.rejected_share_result(summary.rows_read, summary.rows_rejected, quality.max_rejected_share, worst)
+    if _records_check(context, check):
+        yield check
+    if not check.passed:
+        raise dg.Failure(
+            description=(
+                f"{summary.rows_rejected} of {summary.rows_read} rows rejected "
+                f"({check.metadata['rejected_share'].value:.2%}), above the {quality.max_rejected_share:.2%} threshold: "
+                f"the table was not touched. Rejects: {bucket.uri(bucket.rejects_prefix(context.run.run_id))}"
+            ),
+            metadata={"worst_companies": dg.MetadataValue.json(worst)},
         )
     return frames
 
@@ -247,6 +280,13 @@ def _stored_frames(
     return frames
 
 
+def _records_check(context: dg.AssetExecutionContext, result: dg.AssetCheckResult) -> bool:
+    """Whether this run can record the check result: it is selected, and (Dagster requires it for checks of
+    partitioned assets) the run has partitions. A hand-picked config run still enforces and logs the checks."""
+    has_partitions = context.has_partition_key or context.has_partition_key_range
+    return has_partitions and dg.AssetCheckKey(result.asset_key, result.check_name) in context.selected_asset_check_keys
+
+
 def _companies_of_run(context: dg.AssetExecutionContext, config: BatchConfig, batch: Batch) -> list[str]:
     if config.companies:
         return sorted(set(config.companies))
@@ -255,8 +295,10 @@ def _companies_of_run(context: dg.AssetExecutionContext, config: BatchConfig, ba
     return list(batch.selection.companies)
 
 
-def _fetch_and_parse(bucket: SourceBucket, todo: dict[str, S3Object]) -> dict[str, ParsedFile]:
+def _fetch_and_parse(bucket: SourceBucket, todo: dict[str, S3Object], max_bytes: int) -> dict[str, ParsedFile]:
     def work(company: str) -> tuple[str, ParsedFile]:
+        if todo[company].size > max_bytes:
+            return company, too_large(company, todo[company].size, max_bytes)
         # The GET and the parse run in the same worker: pyarrow releases the GIL, so parsing one file
         # overlaps with downloading the next.
         return company, parse_stock_csv(bucket.get_bytes(todo[company].key), company)

@@ -13,7 +13,7 @@ from stock_platform.assets import load_stock_batch, raw_stock_files, top_compani
 from stock_platform.io_managers import ParquetFramesIOManager
 from stock_platform.jobs import stock_batch_job
 from stock_platform.notifications import build_notification_sensors
-from stock_platform.resources import MonitoredBucket, PostgresResource, SNSResource, SourceBucket
+from stock_platform.resources import MonitoredBucket, PostgresResource, QualityPolicy, SNSResource, SourceBucket
 from stock_platform.sensors import build_marker_sensor
 
 
@@ -67,6 +67,10 @@ def defs() -> dg.Definitions:
         **_optional(schema_name="STOCK_PLATFORM_DB_SCHEMA", table="STOCK_PLATFORM_TABLE"),
     )
     resources: dict[str, object] = {
+        "quality": QualityPolicy(
+            max_rejected_share=float(os.environ.get("STOCK_PLATFORM_MAX_REJECTED_SHARE", "0.05")),
+            **_optional_int(max_file_bytes="STOCK_PLATFORM_MAX_FILE_BYTES"),
+        ),
         "bucket": bucket,
         "monitored": monitored,
         "postgres": postgres,

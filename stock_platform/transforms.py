@@ -139,6 +139,12 @@ def parse_stock_csv(data: bytes, company: str) -> ParsedFile:
     )
 
 
+def too_large(company: str, size: int, limit: int) -> ParsedFile:
+    """A file over the size limit is rejected whole, unread; it stays in S3 as the evidence."""
+    reason = f"file is {size} bytes, over the {limit}-byte limit: not read"
+    return ParsedFile(company, "rejected", empty_prices(), empty_rejects(), 0, 0, reason)
+
+
 def rejects_to_csv(rejects: pa.Table) -> bytes:
     """The rejected rows as CSV with a header, the way a user opens them to fix the source."""
     sink = io.BytesIO()

@@ -228,3 +228,64 @@ def table_summary(conn: psycopg.Connection, schema: str, table: str) -> dict[str
         rows, companies, min_date, max_date = cur.fetchone()
     conn.commit()
     return {"rows": rows, "companies": companies, "min_date": min_date, "max_date": max_date}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What one data-quality assertion found: how many rows break it, and a few of their keys."""
+
+    count: int
+    samples: list[str]
+
+
+# name -> (SQL predicate that marks an offending row, what it means). Each becomes one asset check.
+ROW_RULES: dict[str, str] = {
+    "ohlc": "NOT (low_value <= open_value AND open_value <= high_value AND low_value <= close_value "
+    "AND close_value <= high_value AND low_value > 0)",
+    "volume": "volume_traded < 0",
+    "dates": "stock_date > %(today)s OR stock_date < DATE '1900-01-01'",
+}
+
+
+def quality_findings(conn: psycopg.Connection, schema: str, table: str, today: object, cap: int = 20) -> dict[str, Finding]:
+    """Evidence for the table's asset checks, in one scan plus a sample query per broken rule."""
+    target = _ident(schema, table)
+    ledger = _ident(schema, ledger_table_name(table))
+    findings: dict[str, Finding] = {}
+    with conn.cursor() as cur:
+        filters = sql.SQL(", ").join(
+            sql.SQL("count(*) FILTER (WHERE {})").format(sql.SQL(rule)) for rule in ROW_RULES.values()
+        )
+        cur.execute(sql.SQL("SELECT {} FROM {}").format(filters, target), {"today": today})
+        counts = cur.fetchone()
+        for (name, rule), count in zip(ROW_RULES.items(), counts):
+            samples: list[str] = []
+            if count:
+                cur.execute(
+                    sql.SQL("SELECT company_name || ' ' || stock_date FROM {} WHERE {} ORDER BY 1 LIMIT {}").format(
+                        target, sql.SQL(rule), sql.Literal(cap)
+                    ),
+                    {"today": today},
+                )
+                samples = [r[0] for r in cur.fetchall()]
+            findings[name] = Finding(count, samples)
+        cur.execute(
+            sql.SQL(
+                "SELECT company_name || ' ' || stock_date, count(*) OVER () FROM {} "
+                "GROUP BY company_name, stock_date HAVING count(*) > 1 ORDER BY 1 LIMIT {}"
+            ).format(target, sql.Literal(cap))
+        )
+        rows = cur.fetchall()
+        findings["unique_keys"] = Finding(rows[0][1] if rows else 0, [r[0] for r in rows])
+        cur.execute(
+            sql.SQL(
+                "SELECT coalesce(l.company_name, c.company_name) || ': ledger ' || coalesce(l.row_count, 0) "
+                "|| ', table ' || coalesce(c.n, 0), count(*) OVER () "
+                "FROM {} l FULL JOIN (SELECT company_name, count(*) AS n FROM {} GROUP BY 1) c "
+                "ON c.company_name = l.company_name WHERE coalesce(l.row_count, 0) <> coalesce(c.n, 0) ORDER BY 1 LIMIT {}"
+            ).format(ledger, target, sql.Literal(cap))
+        )
+        rows = cur.fetchall()
+        findings["rows_match_frames"] = Finding(rows[0][1] if rows else 0, [r[0] for r in rows])
+    conn.commit()
+    return findings
