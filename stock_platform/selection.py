@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 # A company key becomes a Dagster partition key, part of an S3 key and a value in the table. Real tickers
 # use letters, digits, "_" and "-" (abr_c, tdw-ws-b); anything else (spaces, "..", slashes, control
 # characters) is refused so that a hostile file name can neither escape its prefix nor break a partition.
-_COMPANY = re.compile(r"^\w[\w-]{0,99}$")
+_COMPANY = re.compile(r"^\w[\w-]{0,99}$", re.ASCII)
 
 
 def company_of(file_name: str) -> str:

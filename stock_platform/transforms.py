@@ -87,6 +87,8 @@ def parse_stock_csv(data: bytes, company: str) -> ParsedFile:
         # Prices and dates are ASCII: transcoding keeps every byte of a stray Latin-1 name or symbol visible in
         # the rejects without letting it abort the parse.
         data = data.decode("latin-1").encode("utf-8")
+    if b"\n" not in data and b"\r" in data:
+        data = data.replace(b"\r", b"\n")  # classic Mac line ends: CR alone
     header_end = data.find(b"\n")
     header_line = data if header_end < 0 else data[:header_end]
     body = b"" if header_end < 0 else data[header_end + 1 :]
@@ -177,7 +179,10 @@ def _first_line(message: str) -> str:
 
 def _header_names(line: bytes) -> list[str]:
     text = line.decode("utf-8").lstrip("\ufeff").rstrip("\r")
-    row = next(csv.reader([text]), [])
+    try:
+        row = next(csv.reader([text]), [])
+    except csv.Error:  # a stray CR or NUL inside the header: fall back to a plain split
+        row = text.replace("\r", "").replace("\x00", "").split(",")
     return [name.strip().lstrip("\ufeff").strip().lower() for name in row]
 
 
