@@ -108,11 +108,12 @@ class BatchSummary:
 
 
 def root_error(error: object) -> str:
-    """The innermost cause of a Dagster SerializableErrorInfo ("psycopg.errors.RaiseException: ..."), one line each.
+    """The first error in a Dagster SerializableErrorInfo chain that is not Dagster's own wrapper.
 
-    Dagster wraps a step's exception in DagsterExecutionStepExecutionError; a reader wants the cause.
+    Dagster wraps a step's exception in DagsterExecutionStepExecutionError; a reader wants the exception the
+    platform raised (which may itself name the object it was working on and quote its own cause).
     """
-    while getattr(error, "cause", None) is not None:
-        error = error.cause
-    message = str(getattr(error, "message", error)).strip()
-    return message
+    current = error
+    while current is not None and str(getattr(current, "cls_name", "")).startswith("Dagster") and getattr(current, "cause", None):
+        current = current.cause
+    return str(getattr(current, "message", current)).strip()

@@ -60,7 +60,7 @@ class S3Bucket(S3Resource):
 
     bucket: str = Field(description="Bucket name.")
     max_concurrency: int = Field(default=16, description="Parallel S3 requests during a batch.")
-    max_attempts: int = Field(default=5, description="boto3 standard-mode retry attempts per request.")
+    max_attempts: int = Field(default=5, description="boto3 standard-mode attempts per request, the first included.")
 
     _client: Any = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -80,7 +80,7 @@ class S3Bucket(S3Resource):
                     aws_secret_access_key=self.aws_secret_access_key,
                     aws_session_token=self.aws_session_token,
                     config=Config(
-                        retries={"mode": "standard", "max_attempts": self.max_attempts},
+                        retries={"mode": "standard", "total_max_attempts": self.max_attempts},
                         max_pool_connections=self.max_concurrency + 4,
                     ),
                 )
@@ -232,8 +232,9 @@ class SNSResource(dg.ConfigurableResource):
 
     topic_arn: str = Field(description="Topic to publish to (STOCK_PLATFORM_SNS_TOPIC_ARN).")
     region_name: str | None = Field(default=None, description="AWS region; default: boto3's (AWS_REGION).")
+    endpoint_url: str | None = Field(default=None, description="SNS endpoint; default: boto3's (AWS_ENDPOINT_URL).")
     max_attempts: int = Field(
-        default=6, description="boto3 standard-mode attempts per publish (exponential backoff with jitter)."
+        default=6, description="boto3 standard-mode attempts per publish, the first included (exponential backoff with jitter)."
     )
     connect_timeout: float = Field(default=5.0, description="Seconds to wait for a connection to SNS.")
     subject_prefix: str = Field(
@@ -247,8 +248,9 @@ class SNSResource(dg.ConfigurableResource):
         return boto3.session.Session().client(
             "sns",
             region_name=self.region_name,
+            endpoint_url=self.endpoint_url,
             config=Config(
-                retries={"mode": "standard", "max_attempts": self.max_attempts},
+                retries={"mode": "standard", "total_max_attempts": self.max_attempts},
                 connect_timeout=self.connect_timeout,
                 read_timeout=10,
             ),
