@@ -7,7 +7,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    DAGSTER_HOME=/opt/dagster/dagster_home
+    DAGSTER_HOME=/opt/dagster/dagster_home \
+    DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=1
 
 RUN useradd --create-home --uid 10001 dagster \
     && mkdir -p /opt/dagster/app "$DAGSTER_HOME" \

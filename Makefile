@@ -42,6 +42,10 @@ test-unit: $(STAMP)
 test-tcp: $(STAMP)
 	STOCK_PLATFORM_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test $(BIN)/python -m pytest -m integration
 
+## The benchmark (not part of make test): floor script, usual approach and the platform, results in benchmarks/results/.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.bench
+
 ## Re-take the README's screenshots (docs/) with the UI test.
 screenshots: $(STAMP) browser
 	STOCK_PLATFORM_SCREENSHOT_DIR=docs $(BIN)/python -m pytest stock_platform_tests/test_ui_and_backfill.py -k ui_shows

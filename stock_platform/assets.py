@@ -13,6 +13,7 @@ io_managers.py. The three batch assets are one step (`load_stock_batch`, a multi
 
 import datetime
 import tempfile
+import time
 from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -162,8 +163,10 @@ def load_stock_batch(
         else:
             frames = _stored_frames(context, config, bucket, companies, loaded, summary)
     if do_table and frames:
+        started = time.perf_counter()
         with postgres.connect() as conn:
             result = warehouse.replace_companies(conn, schema, table, frames, context.run.run_id)
+        summary.load_seconds = round(time.perf_counter() - started, 3)
         context.log.info(
             f"{result.strategy}: {result.rows_inserted} rows inserted, {result.rows_updated} updated, "
             f"{result.rows_deleted} deleted, {result.rows_unchanged} unchanged; table holds {result.table_rows}"

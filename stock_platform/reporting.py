@@ -59,6 +59,7 @@ class BatchSummary:
     missing: tuple[str, ...] = ()  # list entries with no file
     rejects_uris: list[str] = field(default_factory=list)
     companies_in_run: int = 0
+    load_seconds: float | None = None  # the table load's transaction, when this run loaded the table
 
     def add(self, company: str, status: str, counts: Mapping[str, int], rejects_uri: str | None = None) -> None:
         self.statuses[company] = status
@@ -95,6 +96,7 @@ class BatchSummary:
             "rows_loaded": self.rows_loaded,
             "rows_rejected": self.rows_rejected,
             "duplicates_dropped": self.duplicates_dropped,
+            **({"table_load_seconds": self.load_seconds} if self.load_seconds is not None else {}),
         }
 
     def details(self) -> dict[str, object]:

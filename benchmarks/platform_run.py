@@ -1,0 +1,30 @@
+"""One platform run in its own process (so the parent can read its peak RSS): prints the outcome as JSON."""
+
+import json
+import sys
+
+import dagster as dg
+
+from stock_platform.local.report import execute_batch
+
+
+def main() -> None:
+    home = sys.argv[1]
+    with dg.DagsterInstance.from_config(home) as instance:
+        outcome = execute_batch(instance=instance)
+        stats = instance.get_run_stats(outcome.run_id)
+    print(json.dumps({
+        "success": outcome.success,
+        "error": outcome.error,
+        "run_seconds": stats.end_time - stats.start_time,  # run start to run success, as Dagster records it
+        "wall_seconds": outcome.elapsed_s,
+        "rows_loaded": outcome.summary.get("rows_loaded"),
+        "companies_loaded": outcome.summary.get("companies_loaded"),
+        "companies_unchanged": outcome.summary.get("companies_unchanged"),
+        "table_load_seconds": outcome.summary.get("table_load_seconds"),
+        "table_rows": outcome.summary.get("table_rows"),
+    }))
+
+
+if __name__ == "__main__":
+    main()
