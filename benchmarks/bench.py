@@ -11,7 +11,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 

@@ -51,7 +51,7 @@ def test_a_batch_over_the_rejected_share_fails_before_touching_the_table(stack, 
     put_batch(stack, {"good.us.txt": b"2017-11-10,10,11,9,10.5,100,0\n2017-11-13,x,11,9,10.5,100,0\n2017-11-14,x,1,1,1,1,0\n"})
     failed = execute_batch(instance=instance)
     assert not failed.success
-    assert "2 of 3 rows rejected (66.67%), above the 5.00% threshold: the table was not touched" in failed.error
+    assert "2 of 3 rows rejected (66.67%), above the 5.00% threshold: the table and the frames were not touched" in failed.error
     check = checks_of_run(instance, failed.run_id)["rejected_share_below_threshold"]
     assert not check.passed and check.metadata["worst_companies"].value == {"good": pytest.approx(2 / 3)}
     assert stack.table_rows() == before

@@ -6,9 +6,6 @@ process group is killed at the end whatever happens.
 """
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +13,8 @@ import dagster as dg
 import pytest
 
 from stock_platform.local import sample
-from stock_platform.local.stack import PROJECT_ROOT, create_notification_sink, write_local_instance
+from stock_platform.local.stack import create_notification_sink, write_local_instance
+from stock_platform_tests.processes import dagster_command, running
 
 pytestmark = [pytest.mark.integration, pytest.mark.daemon]
 
@@ -47,21 +45,8 @@ def daemon(stack, tmp_path: Path):
         "STOCK_PLATFORM_NOTIFY_PREFIX": "E2E",
         "STOCK_PLATFORM_SENSOR_INTERVAL_SECONDS": "2",
     }
-    log = open(tmp_path / "daemon.log", "wb")
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")],
-        cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
+    with running(dagster_command("dagster-daemon", "run"), env, tmp_path / "daemon.log"):
         yield sink, home, tmp_path / "daemon.log"
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
-        log.close()
 
 
 def test_markers_start_runs_and_each_run_sends_one_message(stack, daemon) -> None:

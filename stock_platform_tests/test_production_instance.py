@@ -6,9 +6,6 @@ credentials come from the DAGSTER_PG_* variables, as in production.
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -19,6 +16,7 @@ from sqlalchemy.engine import make_url
 
 from stock_platform.local import sample
 from stock_platform.local.stack import PROJECT_ROOT
+from stock_platform_tests.processes import dagster_command, running
 
 pytestmark = [pytest.mark.integration, pytest.mark.daemon]
 
@@ -56,11 +54,7 @@ def test_production_instance_stores_runs_in_postgres_and_runs_the_sensor(stack, 
     sample.upload(sample.generate(companies=10, listed=6, min_rows=50, max_rows=80), stack.put)
     stack.put("batch.SUCCESS", b"")
     env = {**os.environ, "STOCK_PLATFORM_SENSOR_INTERVAL_SECONDS": "2"}
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    try:
+    with running(dagster_command("dagster-daemon", "run"), env):
         with dg.DagsterInstance.from_config(str(production_home)) as instance:
             deadline = time.monotonic() + 150
             runs = []
@@ -73,10 +67,4 @@ def test_production_instance_stores_runs_in_postgres_and_runs_the_sensor(stack, 
             run = runs[0]
             assert run.tags["stock_platform/target"] == "historical_stocks_data"  # the coordinator's limit key
             assert instance.get_dynamic_partitions("company")  # the sensor's partition requests landed in PG
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
     assert stack.query("SELECT count(DISTINCT company_name) FROM {t}")[0][0] > 0

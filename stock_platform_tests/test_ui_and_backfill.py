@@ -7,7 +7,6 @@ Screenshots go to $STOCK_PLATFORM_SCREENSHOT_DIR (default: the test's tmp folder
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 from stock_platform.local import sample
 from stock_platform.local.report import execute_batch
 from stock_platform.local.stack import PROJECT_ROOT, free_port, write_local_instance
+from stock_platform_tests.processes import dagster_command, running
 
 pytestmark = [pytest.mark.integration, pytest.mark.daemon]
 
@@ -68,12 +68,6 @@ def dagster_dev(stack, tmp_path: Path):
     write_local_instance(home)
     port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "STOCK_PLATFORM_SENSORS_ENABLED": "false"}
-    log = open(tmp_path / "dagster_dev.log", "wb")
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster"), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
-         "-h", "127.0.0.1", "-p", str(port)],
-        cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
     base = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -82,17 +76,10 @@ def dagster_dev(stack, tmp_path: Path):
         except OSError:
             return False
 
-    try:
+    command = dagster_command("dagster", "dev", "-h", "127.0.0.1", "-p", str(port))
+    with running(command, env, tmp_path / "dagster_dev.log"):
         wait_until(up, 120, "the Dagster webserver")
         yield base, home
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
-        log.close()
 
 
 @pytest.fixture
