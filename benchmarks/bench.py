@@ -51,16 +51,12 @@ def upload(bucket: str, batch: sample.SampleBatch) -> None:
 
 
 def platform_run(home: Path, env: dict[str, str]) -> dict:
-    """One run in a child process; its peak resident set comes from wait4, not from sampling."""
-    process = subprocess.Popen(
+    """One run in a child process, which reports its own peak resident set (VmHWM)."""
+    process = subprocess.run(
         [sys.executable, "-m", "benchmarks.platform_run", str(home)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, check=False,
     )
-    out = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    result = json.loads(out.strip().splitlines()[-1])
-    result["peak_rss_mb"] = usage.ru_maxrss / 1024
+    result = json.loads(process.stdout.strip().splitlines()[-1])
     if not result["success"]:
         raise RuntimeError(f"platform run failed: {result['error']}")
     return result

@@ -8,6 +8,15 @@ import dagster as dg
 from stock_platform.local.report import execute_batch
 
 
+def peak_rss_mb() -> float:
+    """This process's own high-water mark. (getrusage/wait4's ru_maxrss would not do: Linux keeps it across the
+    fork+exec that starts this process, so it reports the parent's size when the parent is larger.)"""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def main() -> None:
     home = sys.argv[1]
     with dg.DagsterInstance.from_config(home) as instance:
@@ -23,6 +32,7 @@ def main() -> None:
         "companies_unchanged": outcome.summary.get("companies_unchanged"),
         "table_load_seconds": outcome.summary.get("table_load_seconds"),
         "table_rows": outcome.summary.get("table_rows"),
+        "peak_rss_mb": peak_rss_mb(),
     }))
 
 
