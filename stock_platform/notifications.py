@@ -200,14 +200,23 @@ def build_notification_sensors(
         "default_status": default_status,
     }
 
-    @dg.run_status_sensor(
-        name="notify_success_sensor",
-        run_status=dg.DagsterRunStatus.SUCCESS,
-        description="Publishes <prefix>_Pipeline_Success to the SNS topic when a batch run succeeds.",
-        **common,
+    def on_status(name: str, status: dg.DagsterRunStatus, description: str) -> dg.SensorDefinition:
+        @dg.run_status_sensor(name=name, run_status=status, description=description, **common)
+        def notify_on_status(context: dg.RunStatusSensorContext, sns: SNSResource) -> None:
+            notify(context.instance, context.dagster_run, sns, context.log)
+
+        return notify_on_status
+
+    notify_success_sensor = on_status(
+        "notify_success_sensor",
+        dg.DagsterRunStatus.SUCCESS,
+        "Publishes <prefix>_Pipeline_Success to the SNS topic when a batch run succeeds.",
     )
-    def notify_success_sensor(context: dg.RunStatusSensorContext, sns: SNSResource) -> None:
-        notify(context.instance, context.dagster_run, sns, context.log)
+    notify_canceled_sensor = on_status(
+        "notify_canceled_sensor",
+        dg.DagsterRunStatus.CANCELED,
+        "Publishes <prefix>_Pipeline_Failure, saying so, when a batch run is canceled.",
+    )
 
     @dg.run_failure_sensor(
         name="notify_failure_sensor",
@@ -215,15 +224,6 @@ def build_notification_sensors(
         **common,
     )
     def notify_failure_sensor(context: dg.RunFailureSensorContext, sns: SNSResource) -> None:
-        notify(context.instance, context.dagster_run, sns, context.log)
-
-    @dg.run_status_sensor(
-        name="notify_canceled_sensor",
-        run_status=dg.DagsterRunStatus.CANCELED,
-        description="Publishes <prefix>_Pipeline_Failure, saying so, when a batch run is canceled.",
-        **common,
-    )
-    def notify_canceled_sensor(context: dg.RunStatusSensorContext, sns: SNSResource) -> None:
         notify(context.instance, context.dagster_run, sns, context.log)
 
     @dg.sensor(

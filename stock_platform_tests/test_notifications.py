@@ -148,3 +148,12 @@ def test_unreachable_sns_never_changes_the_run_and_is_retried_later(instance) ->
     with dg.build_sensor_context(instance=instance, resources={"sns": RecordingSNS(topic_arn="t")}) as context:
         assert "No notification is waiting" in retry(context).skip_message
     assert len(RecordingSNS.sent) == 1
+
+
+def test_canceled_run_is_reported_as_a_failure_that_says_so(instance) -> None:
+    run = instance.create_run_for_job(good_job)
+    instance.report_run_canceled(run)
+    evaluate("notify_canceled_sensor", instance, run.run_id, dg.DagsterEventType.RUN_CANCELED, RecordingSNS(topic_arn="t"))
+    [(subject, body, attributes)] = RecordingSNS.sent
+    assert subject == "StockPlatform_Pipeline_Failure" and attributes["status"] == "CANCELED"
+    assert "was CANCELED" in body
