@@ -8,11 +8,8 @@ fails before the table is touched.
 
 import dagster as dg
 
+from stock_platform.keys import COMPANY_STOCK_PRICES, HISTORICAL_STOCKS_DATA, TOP_COMPANIES
 from stock_platform.warehouse import Finding
-
-COMPANY_STOCK_PRICES = dg.AssetKey("company_stock_prices")
-HISTORICAL_STOCKS_DATA = dg.AssetKey("historical_stocks_data")
-TOP_COMPANIES = dg.AssetKey("top_companies")
 
 # check name -> (severity, what passing means, key of its finding in warehouse.quality_findings)
 TABLE_CHECKS: dict[str, tuple[dg.AssetCheckSeverity, str, str]] = {

@@ -56,11 +56,8 @@ class ParquetFramesIOManager(dg.ConfigurableIOManager):
 
     bucket: dg.ResourceDependency[SourceBucket]
 
-    def handle_output(self, context: dg.OutputContext, obj: Mapping[str, pa.Table] | pa.Table | None) -> None:
-        if obj is None:
-            return
-        frames = obj if isinstance(obj, Mapping) else {context.asset_partition_key: obj}
-        write_frames(self.bucket, frames)
+    def handle_output(self, context: dg.OutputContext, obj: None) -> None:
+        """Nothing to store: load_stock_batch writes the frames itself (`write_frames`) and yields no output."""
 
     def load_input(self, context: dg.InputContext) -> pa.Table | dict[str, pa.Table]:
         companies = list(context.asset_partition_keys)

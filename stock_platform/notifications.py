@@ -13,7 +13,7 @@ from typing import Any
 
 import dagster as dg
 
-from stock_platform.assets import COMPANY_STOCK_PRICES, HISTORICAL_STOCK_DATA_CSV
+from stock_platform.keys import COMPANY_STOCK_PRICES, HISTORICAL_STOCK_DATA_CSV
 from stock_platform.reporting import LOADED, BatchSummary, root_error
 from stock_platform.resources import SNSResource
 from stock_platform.sensors import MARKER_TAG

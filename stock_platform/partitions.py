@@ -29,6 +29,13 @@ def company_partition_requests(
     return requests
 
 
+def partition_range_tags(keys: Sequence[str]) -> dict[str, str]:
+    """Run tags that make one run cover all of `keys` (in Dagster's order): a single-run backfill of them."""
+    if not keys:
+        return {}
+    return {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
+
+
 def sync_company_partitions(instance: dg.DagsterInstance, selection: Selection) -> tuple[list[str], list[str]]:
     """Apply `company_partition_requests` to an instance; return (added, deleted)."""
     added: list[str] = []

@@ -41,9 +41,9 @@ COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in TABLE_COLUMNS)
 KEY_COLUMNS: tuple[str, ...] = ("company_name", "stock_date")
 ARROW_SCHEMA: pa.Schema = pa.schema([pa.field(c.name, c.arrow_type) for c in TABLE_COLUMNS])
 
-# The input contract: header names (matched case-insensitively) the parser requires and tolerates.
+# The input contract: header names (matched case-insensitively) the parser requires; OpenInt and any other
+# column are read past.
 REQUIRED_INPUT_COLUMNS: tuple[str, ...] = ("date", "open", "high", "low", "close", "volume")
-OPTIONAL_INPUT_COLUMNS: tuple[str, ...] = ("openint",)
 
 # What a rejected row looks like in s3://<source>/Rejected/<run id>/<company>.csv: the reason, then the
 # fields exactly as they were read (so nothing is lost), and the raw text of a line that could not be split.

@@ -18,7 +18,7 @@ from typing import Any
 
 import dagster as dg
 
-from stock_platform.partitions import company_partition_requests, company_partitions
+from stock_platform.partitions import company_partition_requests, company_partitions, partition_range_tags
 from stock_platform.resources import Marker, MonitoredBucket, SourceBucket
 
 LATE_WINDOW = timedelta(minutes=10)
@@ -36,7 +36,7 @@ def plan_marker_tick(markers: Sequence[Marker], cursor: str | None) -> tuple[lis
         since = max(since, newest - LATE_WINDOW) if since else newest - LATE_WINDOW
     handled = seen | {m.run_key for m in new}
     # Forget run keys that fell behind the watermark (and markers that were deleted): the cursor stays small.
-    keep = sorted(m.run_key for m in markers if m.run_key in handled and since is not None and m.last_modified >= since)
+    keep = sorted(m.run_key for m in markers if m.run_key in handled and m.last_modified >= since)
     return new, json.dumps({"since": since.isoformat() if since else None, "seen": keep}, separators=(",", ":"))
 
 
@@ -86,11 +86,7 @@ def build_marker_sensor(
             context.log.error(f"Could not read the batch in {bucket.uri('')}: {error}; launching the runs anyway")
             partition_requests = []
         keys = partition_range_after(existing, partition_requests)
-        range_tags = (
-            {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
-            if keys
-            else {}
-        )
+        range_tags = partition_range_tags(keys)
         run_requests = [
             dg.RunRequest(
                 run_key=marker.run_key,

@@ -214,6 +214,11 @@ def test_cli_range_and_hand_picked_loads_are_one_run_each(stack, tmp_path: Path)
                          "--partition-range", f"{keys[1]}...{keys[3]}", "--config-json",
                          json.dumps({"ops": {"load_stock_batch": {"config": {"force_reload": True}}}}))
     assert result.returncode == 0, result.stderr[-3000:]
+    # Then the extract alone, as the README says: a CSV-only run of the same (subsettable) step rewrites it.
+    stack.s3.delete_object(Bucket=stack.bucket, Key="Output/historical_stock_data.csv")
+    result = dagster_cli(home, "asset", "materialize", "--select", "historical_stock_data_csv")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(stack.get("Output/historical_stock_data.csv").decode().splitlines()) == len(before)
     # A hand-picked set from the CLI: the job, its config naming the companies, one run.
     picked = [keys[0], keys[4], keys[6]]
     config = tmp_path / "picked.yaml"
@@ -223,11 +228,12 @@ def test_cli_range_and_hand_picked_loads_are_one_run_each(stack, tmp_path: Path)
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()
-        assert len(runs) == 3  # the first load, the range, the hand-picked set
+        assert len(runs) == 4  # the first load, the range, the extract, the hand-picked set
         records = instance.fetch_materializations(dg.AssetKey("historical_stocks_data"), limit=1000).records
         by_run = {}
         for record in records:
             by_run.setdefault(record.run_id, set()).add(record.partition_key)
-        assert by_run[runs[1].run_id] == {keys[1], keys[2], keys[3]}
+        assert by_run[runs[2].run_id] == {keys[1], keys[2], keys[3]}
+        assert runs[1].run_id not in by_run  # the extract run loads no company
         assert by_run[runs[0].run_id] == set(picked)
     assert stack.table_rows() == before  # forced reloads of unchanged files leave the same rows

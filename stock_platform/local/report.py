@@ -13,7 +13,7 @@ import pandas as pd
 from stock_platform.assets import load_stock_batch
 from stock_platform.definitions import defs
 from stock_platform.jobs import stock_batch_job
-from stock_platform.partitions import company_partitions, sync_company_partitions
+from stock_platform.partitions import company_partitions, partition_range_tags, sync_company_partitions
 from stock_platform.notifications import notify, run_summary
 from stock_platform.reporting import root_error
 from stock_platform.resources import PostgresResource, SourceBucket
@@ -47,17 +47,6 @@ def resolved_resources(definitions: dg.Definitions) -> tuple[SourceBucket, Postg
         return resources.bucket, resources.postgres
 
 
-def partition_range_tags(instance: dg.DagsterInstance) -> dict[str, str]:
-    """Tags that make one run cover every `company` partition (a single-run backfill of all companies)."""
-    keys = instance.get_dynamic_partitions(company_partitions.name)
-    if not keys:
-        return {}
-    return {
-        "dagster/asset_partition_range_start": keys[0],
-        "dagster/asset_partition_range_end": keys[-1],
-    }
-
-
 def execute_batch(
     force_reload: bool = False,
     companies: list[str] | None = None,
@@ -69,7 +58,8 @@ def execute_batch(
     instance = instance or dg.DagsterInstance.get()
     bucket, postgres = resolved_resources(definitions)
     added, deleted = sync_company_partitions(instance, bucket.current_batch().selection)
-    tags = {} if companies else partition_range_tags(instance)
+    # One run over every company partition, or (hand-picked companies) a run without partitions.
+    tags = {} if companies else partition_range_tags(instance.get_dynamic_partitions(company_partitions.name))
     job = definitions.resolve_job_def(stock_batch_job.name)
     started = time.monotonic()
     result = job.execute_in_process(

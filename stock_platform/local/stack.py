@@ -6,6 +6,7 @@ installed by hand: both servers come from pip wheels and live under the project-
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -16,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
+
+import boto3
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_DIR = Path(os.environ.get("STOCK_PLATFORM_LOCAL_DIR", PROJECT_ROOT / ".local"))
@@ -146,9 +149,6 @@ class NotificationSink:
 
     def receive(self, wait_seconds: int = 1, max_messages: int = 10) -> list[dict]:
         """Delivered SNS envelopes (Subject, Message, MessageAttributes), deleted from the queue once read."""
-        import boto3
-        import json
-
         sqs = boto3.client("sqs")
         response = sqs.receive_message(
             QueueUrl=self.queue_url, MaxNumberOfMessages=max_messages, WaitTimeSeconds=wait_seconds
@@ -162,8 +162,6 @@ class NotificationSink:
 
 def create_notification_sink(name: str = "stock-platform-notifications") -> NotificationSink:
     """Create the topic and a queue subscribed to it, the way an AWS user checks SNS delivery."""
-    import boto3
-
     sns, sqs = boto3.client("sns"), boto3.client("sqs")
     topic_arn = sns.create_topic(Name=name)["TopicArn"]
     queue_url = sqs.create_queue(QueueName=f"{name}-inbox")["QueueUrl"]
