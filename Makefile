@@ -48,7 +48,7 @@ bench: $(STAMP)
 
 ## Re-take the README's screenshots (docs/) with the UI test.
 screenshots: $(STAMP) browser
-	STOCK_PLATFORM_SCREENSHOT_DIR=docs $(BIN)/python -m pytest stock_platform_tests/test_ui_and_backfill.py -k ui_shows
+	STOCK_PLATFORM_SCREENSHOT_DIR=docs $(BIN)/python -m pytest stock_platform_tests/e2e/test_ui_and_backfill.py -k ui_shows
 
 ## Replay the Dockerfile's install steps and CMD in a clean virtualenv; health-check the gRPC code server.
 image-check:

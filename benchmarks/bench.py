@@ -21,8 +21,8 @@ from benchmarks.floor import bare_copy, run_floor
 from benchmarks.usual import run_usual
 from stock_platform.local import sample
 from stock_platform.local.stack import LOCAL_DIR, local_stack, write_local_instance
-from stock_platform.resources import PostgresResource
-from stock_platform.transforms import parse_stock_csv, prices_to_csv
+from stock_platform.resources.postgres import PostgresResource
+from stock_platform.batch.transforms import parse_stock_csv, prices_to_csv
 
 RESULTS = Path(__file__).parent / "results"
 USUAL_LIMIT_S = 300

@@ -14,9 +14,9 @@ import boto3
 import psycopg
 from botocore.config import Config
 
-from stock_platform.schema import COLUMN_NAMES, create_table_sql
-from stock_platform.selection import parse_company_list, resolve_selection
-from stock_platform.transforms import parse_stock_csv, prices_to_csv, rejects_to_csv
+from stock_platform.batch.schema import COLUMN_NAMES, create_table_sql
+from stock_platform.batch.selection import parse_company_list, resolve_selection
+from stock_platform.batch.transforms import parse_stock_csv, prices_to_csv, rejects_to_csv
 
 
 def run_floor(bucket: str, dsn: str, schema: str, table: str = "historical_stocks_data", threads: int = 16) -> dict:

@@ -8,7 +8,7 @@ import boto3
 import pandas as pd
 from sqlalchemy import create_engine
 
-from stock_platform.selection import parse_company_list, resolve_selection
+from stock_platform.batch.selection import parse_company_list, resolve_selection
 
 
 def run_usual(bucket: str, sqlalchemy_url: str, schema: str, limit: int | None = None) -> dict:

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from stock_platform.local.stack import FAKE_AWS_ENV, start_moto, start_pgserver
-from stock_platform.resources import PostgresResource
+from stock_platform.resources.postgres import PostgresResource
 
 
 @pytest.fixture(scope="session")

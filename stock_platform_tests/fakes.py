@@ -2,7 +2,7 @@
 
 from typing import ClassVar
 
-from stock_platform.resources import SNSResource
+from stock_platform.resources.sns import SNSResource
 
 
 class RecordingSNS(SNSResource):

@@ -10,13 +10,15 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from stock_platform.assets import load_stock_batch
+from stock_platform.batch.assets import load_stock_batch
 from stock_platform.definitions import defs
-from stock_platform.jobs import stock_batch_job
-from stock_platform.partitions import company_partitions, partition_range_tags, sync_company_partitions
-from stock_platform.notifications import notify, run_summary
-from stock_platform.reporting import root_error
-from stock_platform.resources import PostgresResource, SourceBucket
+from stock_platform.batch.jobs import stock_batch_job
+from stock_platform.batch.partitions import company_partitions, partition_range_tags, sync_company_partitions
+from stock_platform.notifications.sensors import notify, run_summary
+from stock_platform.batch.summary import root_error
+from stock_platform.resources.postgres import PostgresResource
+from stock_platform.batch.sources import read_batch
+from stock_platform.resources.s3 import SourceBucket
 
 SAMPLE_QUERY = """
 SELECT company_name, count(*) AS trading_days, min(stock_date) AS first_day, max(stock_date) AS last_day,
@@ -57,7 +59,7 @@ def execute_batch(
     definitions = defs()
     instance = instance or dg.DagsterInstance.get()
     bucket, postgres = resolved_resources(definitions)
-    added, deleted = sync_company_partitions(instance, bucket.current_batch().selection)
+    added, deleted = sync_company_partitions(instance, read_batch(bucket).selection)
     # One run over every company partition, or (hand-picked companies) a run without partitions.
     tags = {} if companies else partition_range_tags(instance.get_dynamic_partitions(company_partitions.name))
     job = definitions.resolve_job_def(stock_batch_job.name)

@@ -3,7 +3,8 @@
 import pytest
 
 from stock_platform.local.report import execute_batch
-from stock_platform.notifications import format_notification, run_facts
+from stock_platform.notifications.messages import format_notification
+from stock_platform.notifications.sensors import run_facts
 
 pytestmark = pytest.mark.integration
 GOOD = b"Date,Open,High,Low,Close,Volume,OpenInt\n2017-11-10,10,11,9,10.5,100,0\n"

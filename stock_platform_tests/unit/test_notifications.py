@@ -3,14 +3,9 @@
 import dagster as dg
 import pytest
 
-from stock_platform.notifications import (
-    NOTIFICATION_TAG,
-    RunFacts,
-    build_notification_sensors,
-    format_notification,
-    subject_for,
-)
-from stock_platform.sensors import MARKER_TAG
+from stock_platform.notifications.messages import RunFacts, format_notification, subject_for
+from stock_platform.notifications.sensors import NOTIFICATION_TAG, build_notification_sensors
+from stock_platform.batch.sensors import MARKER_TAG
 from stock_platform_tests.fakes import RecordingSNS
 
 SUMMARY = {

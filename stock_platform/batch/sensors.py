@@ -18,8 +18,9 @@ from typing import Any
 
 import dagster as dg
 
-from stock_platform.partitions import company_partition_requests, company_partitions, partition_range_tags
-from stock_platform.resources import Marker, MonitoredBucket, SourceBucket
+from stock_platform.batch.partitions import company_partition_requests, company_partitions, partition_range_tags
+from stock_platform.batch.sources import read_batch
+from stock_platform.resources.s3 import Marker, MonitoredBucket, SourceBucket
 
 LATE_WINDOW = timedelta(minutes=10)
 MARKER_TAG = "stock_platform/marker"
@@ -80,7 +81,7 @@ def build_marker_sensor(
 
         existing = context.instance.get_dynamic_partitions(company_partitions.name)
         try:
-            partition_requests = company_partition_requests(bucket.current_batch().selection, existing)
+            partition_requests = company_partition_requests(read_batch(bucket).selection, existing)
         except Exception as error:  # noqa: BLE001 - the run must still start, fail, and notify
             # The run itself will fail on the same problem and say so in its failure notification.
             context.log.error(f"Could not read the batch in {bucket.uri('')}: {error}; launching the runs anyway")

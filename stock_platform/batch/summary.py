@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from stock_platform.transforms import ParsedFile
+from stock_platform.batch.transforms import ParsedFile
 
 # Statuses a company can end a run with.
 # MISSING_FILE: a company partition of the run whose file is gone or that is no longer listed.

@@ -4,7 +4,8 @@ import dagster as dg
 import pytest
 
 from stock_platform.local.report import execute_batch
-from stock_platform.notifications import format_notification, run_facts
+from stock_platform.notifications.messages import format_notification
+from stock_platform.notifications.sensors import run_facts
 
 pytestmark = pytest.mark.integration
 HEADER = b"Date,Open,High,Low,Close,Volume,OpenInt\n"

@@ -1,28 +1,19 @@
-"""Typed resources: the source bucket (S3) and the target database (PostgreSQL / Amazon RDS).
+"""S3 resources shared by the domains: the source bucket and the bucket watched for markers.
 
-Each is bound to environment variables in definitions.py and nowhere else.
+Bound to environment variables in definitions.py and nowhere else.
 """
 
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import IO, Any
 
 import boto3
-import dagster as dg
-import psycopg
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
-from sqlalchemy import NullPool, create_engine
-from sqlalchemy.engine import URL, make_url
-
-from stock_platform.schema import validate_identifier
-from stock_platform.selection import Selection, parse_company_list, resolve_selection
 
 
 @dataclass(frozen=True)
@@ -35,19 +26,6 @@ class S3Object:
     @property
     def name(self) -> str:
         return self.key.rsplit("/", 1)[-1]
-
-
-@dataclass(frozen=True)
-class Batch:
-    """What the bucket holds right now: the parsed list, the stock files, and the resolved selection."""
-
-    entries: tuple[str, ...]
-    files: dict[str, S3Object]  # file name -> object, for the direct children of the stocks prefix
-    selection: Selection
-
-    def source_of(self, company: str) -> S3Object | None:
-        name = self.selection.files.get(company)
-        return self.files.get(name) if name else None
 
 
 class S3Bucket(S3Resource):
@@ -159,12 +137,6 @@ class SourceBucket(S3Bucket):
             if obj.name and obj.key == self.stocks_prefix + obj.name
         }
 
-    def current_batch(self) -> Batch:
-        """Read the company list and list the stock files: the one source of truth for what a batch is."""
-        entries = tuple(parse_company_list(self.get_bytes(self.company_list_key).decode("utf-8-sig", "replace")))
-        files = self.stock_files()
-        return Batch(entries, files, resolve_selection(entries, files))
-
     def processed_key(self, company: str) -> str:
         return f"{self.processed_prefix}company={company}/prices.parquet"
 
@@ -222,112 +194,3 @@ class MonitoredBucket(S3Bucket):
                 if obj.key.endswith(self.marker_suffix) and obj.last_modified is not None:
                     found.append(Marker(obj.key, obj.etag, obj.last_modified))
         return sorted(found, key=lambda m: (m.last_modified, m.key, m.version_id or ""))
-
-
-class SNSResource(dg.ConfigurableResource):
-    """An Amazon SNS topic the platform publishes run notifications to (e-mail subscribers, SQS, ...).
-
-    Shaped like dagster-aws's S3Resource: typed fields, one `get_client()`, one domain method.
-    """
-
-    topic_arn: str = Field(description="Topic to publish to (STOCK_PLATFORM_SNS_TOPIC_ARN).")
-    region_name: str | None = Field(default=None, description="AWS region; default: boto3's (AWS_REGION).")
-    endpoint_url: str | None = Field(default=None, description="SNS endpoint; default: boto3's (AWS_ENDPOINT_URL).")
-    max_attempts: int = Field(
-        default=6, description="boto3 standard-mode attempts per publish, the first included (exponential backoff with jitter)."
-    )
-    connect_timeout: float = Field(default=5.0, description="Seconds to wait for a connection to SNS.")
-    subject_prefix: str = Field(
-        default="StockPlatform", description="Subjects read <prefix>_Pipeline_Success / _Failure."
-    )
-    ui_base_url: str | None = Field(
-        default="http://localhost:3000", description="Dagster UI base URL for the run link in each message."
-    )
-
-    def get_client(self) -> Any:
-        return boto3.session.Session().client(
-            "sns",
-            region_name=self.region_name,
-            endpoint_url=self.endpoint_url,
-            config=Config(
-                retries={"mode": "standard", "total_max_attempts": self.max_attempts},
-                connect_timeout=self.connect_timeout,
-                read_timeout=10,
-            ),
-        )
-
-    def publish(self, subject: str, message: str, attributes: dict[str, str]) -> str:
-        """Publish one message; return its SNS message id. Raises after the retries are spent."""
-        response = self.get_client().publish(
-            TopicArn=self.topic_arn,
-            Subject=subject,
-            Message=message,
-            MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
-        )
-        return response["MessageId"]
-
-
-class QualityPolicy(dg.ConfigurableResource):
-    """Thresholds the data-quality checks enforce."""
-
-    max_rejected_share: float = Field(
-        default=0.05,
-        ge=0.0,
-        le=1.0,
-        description="Largest share of a run's rows that may be rejected before the run fails without loading "
-        "(STOCK_PLATFORM_MAX_REJECTED_SHARE).",
-    )
-    max_file_bytes: int = Field(
-        default=64 * 1024 * 1024,
-        description="Files larger than this are rejected whole without being downloaded (a daily file is < 1 MB).",
-    )
-
-
-class PostgresResource(dg.ConfigurableResource):
-    """The PostgreSQL database that holds the table (Amazon RDS in production).
-
-    Takes a SQLAlchemy URL; connections are psycopg 3, opened per use and always closed, because a batch
-    needs one connection for one transaction and a pool would only hold sockets open between runs.
-    """
-
-    url: str = Field(
-        description=(
-            "SQLAlchemy URL of the target database (STOCK_PLATFORM_DATABASE_URL), e.g. "
-            "postgresql+psycopg://user:pass@host:5432/db?sslmode=require"
-        )
-    )
-    schema_name: str = Field(default="public", description="Schema holding the table.")
-    table: str = Field(default="historical_stocks_data", description="Table name.")
-    connect_timeout: int = Field(default=10, description="Seconds to wait for a connection.")
-
-    def sqlalchemy_url(self) -> URL:
-        url = make_url(self.url)
-        if url.get_backend_name() not in ("postgresql", "postgres"):
-            raise ValueError(f"STOCK_PLATFORM_DATABASE_URL must be a PostgreSQL URL, not {url.get_backend_name()!r}")
-        return url.set(drivername="postgresql+psycopg")
-
-    def safe_url(self) -> str:
-        """The URL with its password masked: the only form that goes into logs, metadata and messages."""
-        return self.sqlalchemy_url().render_as_string(hide_password=True)
-
-    def engine(self):  # noqa: ANN201 - sqlalchemy.Engine; for pandas.read_sql and ad-hoc queries
-        return create_engine(
-            self.sqlalchemy_url(), poolclass=NullPool, connect_args={"connect_timeout": self.connect_timeout}
-        )
-
-    @contextmanager
-    def connect(self) -> Iterator[psycopg.Connection]:
-        """A psycopg connection (for COPY), closed on exit. Nothing is committed unless the caller commits."""
-        engine = self.engine()
-        raw = engine.raw_connection()
-        try:
-            conn = raw.driver_connection
-            assert isinstance(conn, psycopg.Connection)
-            yield conn
-        finally:
-            raw.close()
-            engine.dispose()
-
-    @property
-    def target(self) -> tuple[str, str]:
-        return validate_identifier(self.schema_name, "schema"), validate_identifier(self.table, "table")

@@ -3,8 +3,8 @@
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stock_platform.schema import ARROW_SCHEMA, REJECT_SCHEMA
-from stock_platform.transforms import parse_stock_csv, prices_to_csv
+from stock_platform.batch.schema import ARROW_SCHEMA, REJECT_SCHEMA
+from stock_platform.batch.transforms import parse_stock_csv, prices_to_csv
 
 HEADERS = ["Date", "Open", "High", "Low", "Close", "Volume", "OpenInt", "Extra", "date ", " VOLUME", "\ufeffDate"]
 VALUES = st.one_of(

@@ -23,20 +23,24 @@ import dagster as dg
 import pyarrow as pa
 from pydantic import Field
 
-from stock_platform import checks, reporting, warehouse
-from stock_platform.io_managers import read_frames, write_frames
-from stock_platform.keys import COMPANY_STOCK_PRICES, HISTORICAL_STOCK_DATA_CSV, HISTORICAL_STOCKS_DATA, TOP_COMPANIES
-from stock_platform.partitions import company_partitions
-from stock_platform.reporting import EMPTY, LOADED, MISSING_FILE, REJECTED, UNCHANGED, BatchSummary
-from stock_platform.resources import Batch, PostgresResource, QualityPolicy, S3Object, SourceBucket
-from stock_platform.transforms import ParsedFile, parse_stock_csv, rejects_to_csv, too_large
+from stock_platform.batch import checks, warehouse
+from stock_platform.batch import summary as reporting
+from stock_platform.batch.frames import read_frames, write_frames
+from stock_platform.batch.keys import COMPANY_STOCK_PRICES, HISTORICAL_STOCK_DATA_CSV, HISTORICAL_STOCKS_DATA, TOP_COMPANIES
+from stock_platform.batch.partitions import company_partitions
+from stock_platform.batch.summary import EMPTY, LOADED, MISSING_FILE, REJECTED, UNCHANGED, BatchSummary
+from stock_platform.batch.quality import QualityPolicy
+from stock_platform.batch.sources import Batch, read_batch
+from stock_platform.resources.postgres import PostgresResource
+from stock_platform.resources.s3 import S3Object, SourceBucket
+from stock_platform.batch.transforms import ParsedFile, parse_stock_csv, rejects_to_csv, too_large
 
 INGEST, WAREHOUSE = "ingest", "warehouse"
 
 @dg.asset(key=TOP_COMPANIES, group_name=INGEST, kinds={"s3"}, check_specs=checks.LIST_CHECK_SPECS)
 def top_companies(context: dg.AssetExecutionContext, bucket: SourceBucket) -> dg.MaterializeResult:
     """Companies selected for loading: CompanyNames/top_companies.txt matched to the files under Stocks/."""
-    batch = bucket.current_batch()
+    batch = read_batch(bucket)
     selection = batch.selection
     if selection.missing:
         context.log.warning(f"{len(selection.missing)} listed companies have no file: {list(selection.missing)[:20]}")
@@ -62,7 +66,7 @@ def top_companies(context: dg.AssetExecutionContext, bucket: SourceBucket) -> dg
 )
 def raw_stock_files(context: dg.OpExecutionContext, bucket: SourceBucket) -> dg.DataVersionsByPartition:
     """Observe each company file's ETag, so the UI shows which companies changed since their last load."""
-    batch = bucket.current_batch()
+    batch = read_batch(bucket)
     has_partitions = context.has_partition_key_range or context.has_partition_key
     companies = context.partition_keys if has_partitions else batch.selection.companies
     return dg.DataVersionsByPartition(
@@ -152,7 +156,7 @@ def load_stock_batch(
     frames: dict[str, pa.Table] = {}
     frame_events: list[dg.AssetMaterialization] = []
     if do_frames or do_table:
-        batch = bucket.current_batch()
+        batch = read_batch(bucket)
         companies = _companies_of_run(context, config, batch)
         with postgres.connect() as conn:
             loaded = warehouse.loaded_etags(conn, *postgres.target)

@@ -8,8 +8,8 @@ import dagster as dg
 import pytest
 
 from stock_platform.definitions import defs
-from stock_platform.resources import Marker
-from stock_platform.sensors import LATE_WINDOW, plan_marker_tick
+from stock_platform.resources.s3 import Marker
+from stock_platform.batch.sensors import LATE_WINDOW, plan_marker_tick
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=timezone.utc)
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from stock_platform.partitions import company_partition_requests
-from stock_platform.selection import company_of, is_valid_company, parse_company_list, resolve_selection
+from stock_platform.batch.partitions import company_partition_requests
+from stock_platform.batch.selection import company_of, is_valid_company, parse_company_list, resolve_selection
 
 
 @pytest.mark.parametrize(

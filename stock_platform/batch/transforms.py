@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from stock_platform.schema import (
+from stock_platform.batch.schema import (
     ARROW_SCHEMA,
     REJECT_COLUMNS,
     REJECT_SCHEMA,

@@ -14,8 +14,8 @@ import pytest
 
 from stock_platform.local.report import execute_batch
 from stock_platform.local.stack import create_notification_sink, write_local_instance
-from stock_platform.notifications import NOTIFICATION_TAG, build_notification_sensors, notify
-from stock_platform.resources import SNSResource
+from stock_platform.notifications.sensors import NOTIFICATION_TAG, build_notification_sensors, notify
+from stock_platform.resources.sns import SNSResource
 from stock_platform_tests.faults import FlakyProxy, copy_backends, slow_down, wait_for
 
 pytestmark = pytest.mark.integration

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from stock_platform.assets import load_stock_batch, top_companies
+from stock_platform.batch.assets import load_stock_batch, top_companies
 
 # The whole graph for the companies of the run: its `company` partition range (the sensor and `make run` target
 # every partition, one run), or the companies named in the batch step's config (a hand-picked set in one run).

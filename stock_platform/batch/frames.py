@@ -16,7 +16,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from stock_platform.resources import SourceBucket
+from stock_platform.resources.s3 import SourceBucket
 
 
 def frame_to_parquet(frame: pa.Table) -> bytes:

@@ -14,13 +14,13 @@ import psycopg
 import pyarrow as pa
 from psycopg import sql
 
-from stock_platform.schema import (
+from stock_platform.batch.schema import (
     COLUMN_NAMES,
     KEY_COLUMNS,
     create_table_sql,
     ledger_table_name,
 )
-from stock_platform.transforms import prices_to_csv
+from stock_platform.batch.transforms import prices_to_csv
 
 # Frames carry where their rows came from in the Arrow schema metadata (and so in the Parquet footer).
 SOURCE_KEY = b"stock_platform.source_key"

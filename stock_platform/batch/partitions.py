@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from stock_platform.selection import Selection
+from stock_platform.batch.selection import Selection
 
 company_partitions = dg.DynamicPartitionsDefinition(name="company")
 

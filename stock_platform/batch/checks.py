@@ -8,8 +8,8 @@ fails before the table is touched.
 
 import dagster as dg
 
-from stock_platform.keys import COMPANY_STOCK_PRICES, HISTORICAL_STOCKS_DATA, TOP_COMPANIES
-from stock_platform.warehouse import Finding
+from stock_platform.batch.keys import COMPANY_STOCK_PRICES, HISTORICAL_STOCKS_DATA, TOP_COMPANIES
+from stock_platform.batch.warehouse import Finding
 
 # check name -> (severity, what passing means, key of its finding in warehouse.quality_findings)
 TABLE_CHECKS: dict[str, tuple[dg.AssetCheckSeverity, str, str]] = {

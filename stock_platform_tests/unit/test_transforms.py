@@ -4,8 +4,8 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from stock_platform.schema import ARROW_SCHEMA, COLUMN_NAMES, REJECT_COLUMNS
-from stock_platform.transforms import parse_stock_csv, prices_to_csv, rejects_to_csv
+from stock_platform.batch.schema import ARROW_SCHEMA, COLUMN_NAMES, REJECT_COLUMNS
+from stock_platform.batch.transforms import parse_stock_csv, prices_to_csv, rejects_to_csv
 
 HEADER = "Date,Open,High,Low,Close,Volume,OpenInt\n"
 GOOD = "2017-11-10,10.0,11.0,9.5,10.5,1000,0\n"

@@ -1,0 +1,51 @@
+"""The SNS topic the platform publishes to: run notifications now, price alerts later."""
+
+from typing import Any
+
+import boto3
+import dagster as dg
+from botocore.config import Config
+from pydantic import Field
+
+
+class SNSResource(dg.ConfigurableResource):
+    """An Amazon SNS topic the platform publishes run notifications to (e-mail subscribers, SQS, ...).
+
+    Shaped like dagster-aws's S3Resource: typed fields, one `get_client()`, one domain method.
+    """
+
+    topic_arn: str = Field(description="Topic to publish to (STOCK_PLATFORM_SNS_TOPIC_ARN).")
+    region_name: str | None = Field(default=None, description="AWS region; default: boto3's (AWS_REGION).")
+    endpoint_url: str | None = Field(default=None, description="SNS endpoint; default: boto3's (AWS_ENDPOINT_URL).")
+    max_attempts: int = Field(
+        default=6, description="boto3 standard-mode attempts per publish, the first included (exponential backoff with jitter)."
+    )
+    connect_timeout: float = Field(default=5.0, description="Seconds to wait for a connection to SNS.")
+    subject_prefix: str = Field(
+        default="StockPlatform", description="Subjects read <prefix>_Pipeline_Success / _Failure."
+    )
+    ui_base_url: str | None = Field(
+        default="http://localhost:3000", description="Dagster UI base URL for the run link in each message."
+    )
+
+    def get_client(self) -> Any:
+        return boto3.session.Session().client(
+            "sns",
+            region_name=self.region_name,
+            endpoint_url=self.endpoint_url,
+            config=Config(
+                retries={"mode": "standard", "total_max_attempts": self.max_attempts},
+                connect_timeout=self.connect_timeout,
+                read_timeout=10,
+            ),
+        )
+
+    def publish(self, subject: str, message: str, attributes: dict[str, str]) -> str:
+        """Publish one message; return its SNS message id. Raises after the retries are spent."""
+        response = self.get_client().publish(
+            TopicArn=self.topic_arn,
+            Subject=subject,
+            Message=message,
+            MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
+        )
+        return response["MessageId"]
