@@ -1,6 +1,7 @@
 """The row contract (README "Data rules"), one rule per case, on the pure parser."""
 
 import datetime as dt
+
 import pyarrow as pa
 import pytest
 
@@ -70,7 +71,9 @@ def test_utf8_bom_bytes() -> None:
 @pytest.mark.parametrize("missing", ["Date", "Open", "High", "Low", "Close", "Volume"])
 def test_missing_required_column_rejects_the_whole_file_with_the_reason(missing: str) -> None:
     header = [h for h in HEADER.strip().split(",") if h != missing]
-    result = parse(",".join(header) + "\n" + ",".join(["1"] * len(header)) + "\n" + ",".join(["2"] * len(header)) + "\n")
+    result = parse(
+        ",".join(header) + "\n" + ",".join(["1"] * len(header)) + "\n" + ",".join(["2"] * len(header)) + "\n"
+    )
     assert result.status == "rejected"
     assert result.rows_loaded == 0 and result.rows_rejected == 2 and result.rows_read == 2
     assert result.reason == f"missing required column(s): {missing.lower()}"
@@ -118,12 +121,10 @@ def test_bad_rows_are_rejected_with_their_reason(line: str, reason: str) -> None
     assert reject["reason"] == reason
     # Nothing is lost: the row's fields (or its raw text) are kept with the reason.
     kept = reject["raw_line"] or ",".join(reject[c] for c in ("date", "open", "high", "low", "close", "volume"))
-    assert kept.startswith(line.split(",")[0])
+    assert kept.startswith(line.split(",", maxsplit=1)[0])
 
 
-@pytest.mark.parametrize(
-    ("volume", "expected"), [("0", 0), ("1000", 1000), ("+7", 7), ("1000.0", 1000), (" 42 ", 42)]
-)
+@pytest.mark.parametrize(("volume", "expected"), [("0", 0), ("1000", 1000), ("+7", 7), ("1000.0", 1000), (" 42 ", 42)])
 def test_volume_forms_that_are_integers(volume: str, expected: int) -> None:
     result = parse(HEADER + f"2017-11-10,10,11,9,10,{volume},0\n")
     assert rows(result)[0]["volume_traded"] == expected
@@ -205,12 +206,67 @@ def test_rejects_csv_has_the_reason_column_and_every_field() -> None:
 def test_prices_csv_round_trips_floats_exactly() -> None:
     value = 0.1 + 0.2  # 0.30000000000000004: the CSV must not shorten it
     table = pa.table(
-        {"stock_date": [dt.date(2017, 1, 2)], "open_value": [value], "high_value": [1e-300], "low_value": [123456789.123456789],
-         "close_value": [2.5], "volume_traded": [2**62], "daily_percent_change": [None], "value_change": [-0.0],
-         "company_name": ["a,b"]},
+        {
+            "stock_date": [dt.date(2017, 1, 2)],
+            "open_value": [value],
+            "high_value": [1e-300],
+            "low_value": [123456789.123456789],
+            "close_value": [2.5],
+            "volume_traded": [2**62],
+            "daily_percent_change": [None],
+            "value_change": [-0.0],
+            "company_name": ["a,b"],
+        },
         schema=ARROW_SCHEMA,
     )
     line = prices_to_csv(table).decode().strip()
     fields = line.split(",")
     assert float(fields[1]) == value and float(fields[2]) == 1e-300 and int(fields[5]) == 2**62
     assert fields[6] == "" and line.endswith('"a,b"')
+
+
+# A row whose every field is bad pushes each column off pyarrow's one-cast fast path, so a value parsed next to it
+# takes the fallback path; parsed alone (or next to good rows) it takes the fast path.
+EVERY_COLUMN_BAD = "x,x,x,x,x,x,0\n"
+TRICKY_VALUES = {
+    "date": [
+        "2017-11-10", "0000-01-01", "0001-01-01", "2016-02-29", "2017-02-29", "+2017-11-10", "20171110",
+        "2017-11-10T00:00", "2017-11-10 00:00:00", "١٢٣٤-01-01", " 2017-11-10\u00a0",
+    ],
+    "open": [
+        "0x10", "0X1p3", "nan", "NaN", "-nan", "inf", "+Infinity", "-INF", "1e999", "+2", "2+", "1_000", "١٢", "１２",
+        "1e3", "-0", ".5", "5.", " 5 ", "\u00a05", "1,5", "1d5", "0b1",
+    ],
+    "volume": [
+        "0x10", "0XFF", "0x0", "-0", "-00", "+0", "007", "1000.0", "1.", "1e3", "1_000", "١٢", "１２",
+        "999999999999999999", "1000000000000000000", "9223372036854775807", "9223372036854775808", " 42 ",
+    ],
+}  # fmt: skip
+
+
+def verdict(result) -> list:
+    """What happened to the one row under test: its loaded values, or its reject reason."""
+    loaded = [r for r in rows(result) if r["stock_date"] != dt.date(2017, 11, 14)]
+    return [("loaded", r) for r in loaded] + [
+        ("rejected", r["reason"]) for r in result.rejects.to_pylist() if r["date"] != "x"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("column", "value"), [(column, value) for column, values in TRICKY_VALUES.items() for value in values]
+)
+def test_a_value_gets_the_same_verdict_whatever_its_neighbours(column: str, value: str) -> None:
+    fields = {"date": "2017-11-10", "open": "10", "high": "11", "low": "9", "close": "10", "volume": "100"}
+    line = ",".join({**fields, column: value}.values()) + ",0\n"
+    alone = parse(HEADER + line)
+    with_bad_neighbour = parse(HEADER + line + EVERY_COLUMN_BAD)
+    with_good_neighbour = parse(HEADER + line + "2017-11-14,1,1,1,1,1,0\n")
+    assert len(verdict(alone)) == 1
+    assert verdict(alone) == verdict(with_bad_neighbour) == verdict(with_good_neighbour)
+
+
+@pytest.mark.parametrize("volume", ["0x10", "0XFF", "0x0", "-0", "-00", "1000000000000000000", "9223372036854775807"])
+def test_volumes_that_are_not_decimal_non_negative_integers_of_at_most_18_digits_are_rejected(volume: str) -> None:
+    result = parse(HEADER + f"2017-11-10,10,11,9,10,{volume},0\n")
+    assert result.rows_loaded == 0
+    assert result.rejects.column("reason").to_pylist() == ["Volume is not a non-negative integer"]
