@@ -2,9 +2,11 @@
 
 import json
 import sys
+import time
 
 import dagster as dg
 
+from stock_platform.batch.summary import CompanyStatus
 from stock_platform.local.report import execute_batch
 
 
@@ -20,18 +22,22 @@ def peak_rss_mb() -> float:
 def main() -> None:
     home = sys.argv[1]
     with dg.DagsterInstance.from_config(home) as instance:
+        started = time.monotonic()
         outcome = execute_batch(instance=instance)
+        wall = time.monotonic() - started
         stats = instance.get_run_stats(outcome.run_id)
+    summary = outcome.summary
     print(json.dumps({
         "success": outcome.success,
         "error": outcome.error,
         "run_seconds": stats.end_time - stats.start_time,  # run start to run success, as Dagster records it
-        "wall_seconds": outcome.elapsed_s,
-        "rows_loaded": outcome.summary.get("rows_loaded"),
-        "companies_loaded": outcome.summary.get("companies_loaded"),
-        "companies_unchanged": outcome.summary.get("companies_unchanged"),
-        "table_load_seconds": outcome.summary.get("table_load_seconds"),
-        "table_rows": outcome.summary.get("table_rows"),
+        "wall_seconds": wall,
+        "rows_loaded": summary.committed_rows if summary else None,
+        "companies_loaded": summary.count(CompanyStatus.LOADED) if summary else None,
+        "companies_unchanged": summary.count(CompanyStatus.UNCHANGED) if summary else None,
+        "table_load_seconds": summary.phases.get("load") if summary else None,
+        "table_rows": summary.table.rows if summary and summary.table else None,
+        "phases": dict(summary.phases) if summary else {},
         "peak_rss_mb": peak_rss_mb(),
     }))
 

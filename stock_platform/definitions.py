@@ -9,6 +9,7 @@ variables with monkeypatch before loading. Every variable is listed in docs/conf
 import dagster as dg
 
 from stock_platform.batch.definitions import build_batch_defs
+from stock_platform.batch.jobs import stock_batch_job
 from stock_platform.notifications.definitions import build_notification_defs
 from stock_platform.settings import Settings
 
@@ -19,7 +20,7 @@ def defs() -> dg.Definitions:
     batch = build_batch_defs(settings)
     return dg.Definitions.merge(
         batch,
-        build_notification_defs(settings, monitored_jobs=list(batch.jobs or [])),
+        build_notification_defs(settings, monitored_jobs=[stock_batch_job]),
         dg.Definitions(
             resources=settings.resources(),
             # A batch is I/O-bound and already concurrent inside its step; a process per step would add seconds

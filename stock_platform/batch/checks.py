@@ -1,85 +1,69 @@
-"""Asset checks: one assertion each, with the offending keys (capped) and counts as evidence in metadata.
+"""The quality rules as Dagster asset checks: one assertion each, counts and up to 20 offending keys as evidence.
 
-They are evaluated inside the steps that produce the data (the batch step is one multi-asset, and a separate check
-step would be skipped whenever a run records its materializations explicitly), from the pure findings in
-warehouse.py and reporting.py. ERROR checks stop bad data: a batch whose rejected-row share is above the threshold
-fails before the table is touched.
+The checks are evaluated by the batch step (a subsettable multi-asset): after a load, and also in a run that
+selects only the checks ("Execute" on the checks tab, or `dagster asset check`), which evaluates them against the
+table as it stands. A separate check op would be skipped in every batch run, because the step records its
+materializations explicitly rather than through outputs.
 """
+
+from collections.abc import Mapping
 
 import dagster as dg
 
 from stock_platform.batch.keys import COMPANY_STOCK_PRICES, HISTORICAL_STOCKS_DATA, TOP_COMPANIES
-from stock_platform.batch.warehouse import Finding
+from stock_platform.batch.quality import (
+    LISTED_PRESENT,
+    REJECTED_SHARE,
+    TABLE_RULES,
+    Finding,
+    RejectedShare,
+    Rule,
+    Severity,
+)
 
-# check name -> (severity, what passing means, key of its finding in warehouse.quality_findings)
-TABLE_CHECKS: dict[str, tuple[dg.AssetCheckSeverity, str, str]] = {
-    "has_unique_keys": (dg.AssetCheckSeverity.ERROR, "No two rows share (company_name, stock_date).", "unique_keys"),
-    "rows_match_loaded_frames": (
-        dg.AssetCheckSeverity.ERROR,
-        "Every company has exactly as many rows as the frame it was last loaded from (the load ledger).",
-        "rows_match_frames",
-    ),
-    "has_consistent_ohlc": (
-        dg.AssetCheckSeverity.WARN,
-        "low <= open, close <= high and prices are positive (suspicious rows are kept; this names them).",
-        "ohlc",
-    ),
-    "has_non_negative_volume": (dg.AssetCheckSeverity.ERROR, "volume_traded >= 0 on every row.", "volume"),
-    "has_plausible_dates": (dg.AssetCheckSeverity.ERROR, "No date is in the future or before 1900.", "dates"),
-}
-
-REJECTED_SHARE_CHECK = "rejected_share_below_threshold"
-LISTED_PRESENT_CHECK = "every_listed_company_has_a_file"
-
-TABLE_CHECK_SPECS = [
-    dg.AssetCheckSpec(name, asset=HISTORICAL_STOCKS_DATA, description=description)
-    for name, (_, description, _) in TABLE_CHECKS.items()
-]
-FRAME_CHECK_SPECS = [
-    dg.AssetCheckSpec(
-        REJECTED_SHARE_CHECK,
-        asset=COMPANY_STOCK_PRICES,
-        blocking=True,
-        description="Rows rejected / rows read over the run's files stays at or below the configured threshold; "
-        "above it the run fails before the table is touched.",
-    )
-]
-LIST_CHECK_SPECS = [
-    dg.AssetCheckSpec(LISTED_PRESENT_CHECK, asset=TOP_COMPANIES, description="Every listed company has a file under Stocks/.")
-]
+_SEVERITY = {Severity.ERROR: dg.AssetCheckSeverity.ERROR, Severity.WARN: dg.AssetCheckSeverity.WARN}
+EXAMPLES_CAP = 20
 
 
-def table_check_results(findings: dict[str, Finding]) -> list[dg.AssetCheckResult]:
-    results = []
-    for name, (severity, _, key) in TABLE_CHECKS.items():
-        finding = findings[key]
-        results.append(
-            dg.AssetCheckResult(
-                asset_key=HISTORICAL_STOCKS_DATA,
-                check_name=name,
-                passed=finding.count == 0,
-                severity=severity,
-                metadata={"offending_rows": finding.count, "examples": dg.MetadataValue.json(finding.samples)},
-            )
+def _spec(rule: Rule, asset: dg.AssetKey, blocking: bool = False) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(rule.name, asset=asset, description=rule.description, blocking=blocking)
+
+
+TABLE_CHECK_SPECS = [_spec(rule, HISTORICAL_STOCKS_DATA) for rule in TABLE_RULES]
+TABLE_CHECK_KEYS = frozenset(spec.key for spec in TABLE_CHECK_SPECS)
+FRAME_CHECK_SPECS = [_spec(REJECTED_SHARE, COMPANY_STOCK_PRICES, blocking=True)]
+FRAME_CHECK_KEY = FRAME_CHECK_SPECS[0].key
+LIST_CHECK_SPECS = [_spec(LISTED_PRESENT, TOP_COMPANIES)]
+
+
+def table_check_results(findings: Mapping[str, Finding]) -> list[dg.AssetCheckResult]:
+    return [
+        dg.AssetCheckResult(
+            asset_key=HISTORICAL_STOCKS_DATA,
+            check_name=rule.name,
+            passed=findings[rule.name].passed,
+            severity=_SEVERITY[rule.severity],
+            metadata={
+                "offending_rows": findings[rule.name].count,
+                "examples": dg.MetadataValue.json(findings[rule.name].samples[:EXAMPLES_CAP]),
+            },
         )
-    return results
+        for rule in TABLE_RULES
+    ]
 
 
-def rejected_share_result(
-    rows_read: int, rows_rejected: int, threshold: float, worst: dict[str, float]
-) -> dg.AssetCheckResult:
-    share = rows_rejected / rows_read if rows_read else 0.0
+def rejected_share_result(gate: RejectedShare) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         asset_key=COMPANY_STOCK_PRICES,
-        check_name=REJECTED_SHARE_CHECK,
-        passed=share <= threshold,
-        severity=dg.AssetCheckSeverity.ERROR,
+        check_name=REJECTED_SHARE.name,
+        passed=gate.passed,
+        severity=_SEVERITY[REJECTED_SHARE.severity],
         metadata={
-            "rejected_share": share,
-            "threshold": threshold,
-            "rows_read": rows_read,
-            "rows_rejected": rows_rejected,
-            "worst_companies": dg.MetadataValue.json(worst),
+            "rejected_share": gate.share,
+            "threshold": gate.threshold,
+            "rows_read": gate.rows_read,
+            "rows_rejected": gate.rows_rejected,
+            "worst_companies": dg.MetadataValue.json(gate.worst),
         },
     )
 
@@ -87,8 +71,8 @@ def rejected_share_result(
 def listed_present_result(missing: list[str]) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         asset_key=TOP_COMPANIES,
-        check_name=LISTED_PRESENT_CHECK,
+        check_name=LISTED_PRESENT.name,
         passed=not missing,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={"missing": len(missing), "examples": dg.MetadataValue.json(missing[:20])},
+        severity=_SEVERITY[LISTED_PRESENT.severity],
+        metadata={"missing": len(missing), "examples": dg.MetadataValue.json(missing[:EXAMPLES_CAP])},
     )

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 import dagster as dg
 
 from stock_platform.batch.selection import Selection
+from stock_platform.tags import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
 
 company_partitions = dg.DynamicPartitionsDefinition(name="company")
 
@@ -15,7 +16,7 @@ def company_partition_requests(
 ) -> list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest]:
     """Requests that make the `company` partitions equal the listed companies whose files are present.
 
-    The S3 sensor returns these in its SensorResult; `sync_company_partitions` applies them directly.
+    The S3 sensor returns these in its SensorResult; `sync_company_partitions` (the CLI) applies them directly.
     """
     wanted = selection.companies
     current = set(existing)
@@ -33,7 +34,7 @@ def partition_range_tags(keys: Sequence[str]) -> dict[str, str]:
     """Run tags that make one run cover all of `keys` (in Dagster's order): a single-run backfill of them."""
     if not keys:
         return {}
-    return {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
+    return {PARTITION_RANGE_START_TAG: keys[0], PARTITION_RANGE_END_TAG: keys[-1]}
 
 
 def sync_company_partitions(instance: dg.DagsterInstance, selection: Selection) -> tuple[list[str], list[str]]:

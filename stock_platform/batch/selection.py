@@ -17,8 +17,12 @@ _COMPANY = re.compile(r"^\w[\w-]{0,99}$", re.ASCII)
 
 
 def company_of(file_name: str) -> str:
-    """The company a file holds: its name before the first dot, as written (`aapl.us.txt` -> `aapl`)."""
-    return file_name.split(".", 1)[0]
+    """The company a file holds: its name before the first dot, lower-cased (`AAPL.us.txt` -> `aapl`).
+
+    A company's identity is case-insensitive everywhere (partition key, table, ledger, frames), so `aapl.us.txt`
+    and `AAPL.us.txt` can never become two companies.
+    """
+    return file_name.split(".", 1)[0].lower()
 
 
 def is_valid_company(company: str) -> bool:
@@ -53,56 +57,47 @@ class Selection:
     missing: tuple[str, ...] = ()  # list entries that match no file
     unlisted: int = 0  # files present but not listed (never loaded)
     invalid_names: tuple[str, ...] = ()  # files whose name cannot be a company key
-    ambiguous: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # company -> other files ignored
+    # Listed companies with several files (`aapl.us.txt` and `AAPL.us.txt`): neither is loaded until one goes.
+    ambiguous: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def companies(self) -> list[str]:
-        return list(self.files)
+        """The listed companies that have a file (ambiguous ones included: they keep their partition and rows)."""
+        return sorted({*self.files, *self.ambiguous})
 
 
 def resolve_selection(entries: Iterable[str], file_names: Iterable[str]) -> Selection:
-    """Match list entries to files: by exact file name, else by ticker (before the first dot), case-insensitively.
+    """Match list entries to files by ticker (the name before the first dot), case-insensitively.
 
-    A file that is not matched by any entry is never part of the batch. When several files share a ticker
-    (`aapl.us.txt` and `AAPL.csv`), an exact-name entry wins; otherwise the first name in sorted order is used
-    and the others are reported as ambiguous.
+    A file that is not matched by any entry is never part of the batch. A listed ticker with more than one file
+    (`aapl.us.txt` and `AAPL.us.txt`, or `aapl.us.txt` and `aapl.csv`) is ambiguous: neither file is loaded, the
+    company keeps its previous rows, and every summary names it until one of the files is removed.
     """
     valid: list[str] = []
     invalid: list[str] = []
     for name in sorted(set(file_names)):
         (valid if is_valid_company(company_of(name)) else invalid).append(name)
-    exact = set(valid)
-    by_ticker: dict[str, list[str]] = {}
+    by_company: dict[str, list[str]] = {}
     for name in valid:
-        by_ticker.setdefault(company_of(name).casefold(), []).append(name)
+        by_company.setdefault(company_of(name), []).append(name)
 
     files: dict[str, str] = {}
     missing: list[str] = []
     ambiguous: dict[str, tuple[str, ...]] = {}
-    taken_tickers: set[str] = set()
     for entry in entries:
-        ticker = company_of(entry).casefold()
-        candidates = by_ticker.get(ticker, [])
-        if entry in exact:
-            chosen = entry
-        elif candidates:
-            chosen = candidates[0]
-        else:
+        company = company_of(entry)
+        candidates = by_company.get(company, [])
+        if not candidates:
             missing.append(entry)
-            continue
-        if ticker in taken_tickers:
-            continue  # two entries for one company (e.g. "aapl" and "aapl.us.txt"): load it once
-        taken_tickers.add(ticker)
-        company = company_of(chosen)
-        files[company] = chosen
-        others = tuple(n for n in candidates if n != chosen)
-        if others:
-            ambiguous[company] = others
-    listed_files = set(files.values()) | {n for others in ambiguous.values() for n in others}
+        elif len(candidates) > 1:
+            ambiguous[company] = tuple(candidates)
+        else:
+            files[company] = candidates[0]  # two entries for one company ("aapl", "aapl.us.txt") load it once
+    listed = set(files) | set(ambiguous)
     return Selection(
         files=files,
         missing=tuple(missing),
-        unlisted=len([n for n in valid if n not in listed_files]),
+        unlisted=sum(1 for n in valid if company_of(n) not in listed),
         invalid_names=tuple(invalid),
         ambiguous=ambiguous,
     )

@@ -21,9 +21,9 @@ import dagster as dg
 from stock_platform.batch.partitions import company_partition_requests, company_partitions, partition_range_tags
 from stock_platform.batch.sources import read_batch
 from stock_platform.resources.s3 import Marker, MonitoredBucket, SourceBucket
+from stock_platform.tags import MARKER_ETAG_TAG, MARKER_TAG
 
 LATE_WINDOW = timedelta(minutes=10)
-MARKER_TAG = "stock_platform/marker"
 
 
 def plan_marker_tick(markers: Sequence[Marker], cursor: str | None) -> tuple[list[Marker], str]:
@@ -91,7 +91,7 @@ def build_marker_sensor(
         run_requests = [
             dg.RunRequest(
                 run_key=marker.run_key,
-                tags={**range_tags, MARKER_TAG: monitored.uri(marker.key), "stock_platform/marker_etag": marker.etag},
+                tags={**range_tags, MARKER_TAG: monitored.uri(marker.key), MARKER_ETAG_TAG: marker.etag},
             )
             for marker in new
         ]

@@ -1,127 +1,147 @@
-"""SQL against the target table: create it, replace companies' rows in one transaction, export it.
+"""SQL against the target table. This module owns every transaction: each function opens and commits (or rolls
+back) its own, on an autocommit psycopg connection, so callers never commit.
 
-Functions take an open psycopg connection, so the same code runs on the embedded server, the machine's
-PostgreSQL and RDS, and tests can call them without Dagster.
+Functions take an open psycopg connection, so the same code runs on the embedded server, the machine's PostgreSQL
+and RDS, and tests call them without Dagster. Every transaction that changes the table also bumps the table's
+version (`<table>_state`): the Output CSV records the version it was exported at, so whether the extract is
+current is read from committed state, never inferred from what a run did.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import datetime
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 import psycopg
 import pyarrow as pa
 from psycopg import sql
 
+from stock_platform.batch.quality import ROWS_MATCH_LEDGER, TABLE_RULES, UNIQUE_KEYS, Finding
 from stock_platform.batch.schema import (
     COLUMN_NAMES,
     KEY_COLUMNS,
-    create_table_sql,
     ledger_table_name,
+    state_table_name,
+    validate_identifier,
 )
+from stock_platform.batch.summary import Commit, StaleCompanies, TableState
 from stock_platform.batch.transforms import prices_to_csv
 
 # Frames carry where their rows came from in the Arrow schema metadata (and so in the Parquet footer).
 SOURCE_KEY = b"stock_platform.source_key"
 SOURCE_ETAG = b"stock_platform.source_etag"
+SAMPLE_CAP = 20
 
 
 @dataclass(frozen=True)
-class LoadResult:
-    companies: int
-    rows_in_batch: int
-    rows_inserted: int
-    rows_updated: int
-    rows_deleted: int
-    table_rows: int
-    strategy: str  # "copy" (no previous rows) or "merge" (staged, only differing rows written)
+class Target:
+    """The data table and its companions (the load ledger and the one-row state), validated identifiers."""
+
+    schema: str
+    table: str
+
+    def __post_init__(self) -> None:
+        validate_identifier(self.schema, "schema")
+        validate_identifier(self.table, "table")
+
+    def _ident(self, name: str) -> sql.Composed:
+        return sql.SQL("{}.{}").format(sql.Identifier(self.schema), sql.Identifier(name))
 
     @property
-    def rows_unchanged(self) -> int:
-        return self.rows_in_batch - self.rows_inserted - self.rows_updated
+    def data(self) -> sql.Composed:
+        return self._ident(self.table)
+
+    @property
+    def ledger(self) -> sql.Composed:
+        return self._ident(ledger_table_name(self.table))
+
+    @property
+    def state(self) -> sql.Composed:
+        return self._ident(state_table_name(self.table))
+
+    @property
+    def lock_key(self) -> str:
+        """The advisory-lock key that serialises every write to this table, across processes and machines."""
+        return f"stock_platform:{self.schema}.{self.table}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.schema}.{self.table}"
 
 
-def _ident(schema: str, table: str) -> sql.Composed:
-    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+def _lock(conn: psycopg.Connection[Any], target: Target) -> None:
+    # Released at commit or rollback.
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (target.lock_key,))
 
 
-def ensure_table(conn: psycopg.Connection, schema: str, table: str) -> None:
-    with conn.cursor() as cur:
-        for statement in create_table_sql(schema, table):
-            cur.execute(statement.encode())
+def _bump_version(conn: psycopg.Connection[Any], target: Target, run_id: str) -> int:
+    row = conn.execute(
+        sql.SQL(
+            "INSERT INTO {s} AS s (singleton, version, committed_at, run_id) VALUES (true, 1, now(), %s) "
+            "ON CONFLICT (singleton) DO UPDATE SET version = s.version + 1, committed_at = now(), "
+            "run_id = EXCLUDED.run_id RETURNING version"
+        ).format(s=target.state),
+        (run_id,),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
-def _lock(conn: psycopg.Connection, schema: str, table: str) -> None:
-    # Serialises loads of one table across runs, processes and machines; released at commit or rollback.
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"stock_platform:{schema}.{table}",)
-        )
-
-
-def _copy_in(conn: psycopg.Connection, target: sql.Composable, frames: Iterable[pa.Table]) -> int:
+def _copy_in(conn: psycopg.Connection[Any], into: sql.Composable, frames: Iterable[pa.Table]) -> int:
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMN_NAMES)
     rows = 0
-    with conn.cursor() as cur:
-        with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(target, columns)) as copy:
-            for frame in frames:
-                if frame.num_rows:
-                    copy.write(prices_to_csv(frame.select(list(COLUMN_NAMES))))
-                    rows += frame.num_rows
+    with conn.cursor() as cur, cur.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(into, columns)) as copy:
+        for frame in frames:
+            if frame.num_rows:
+                copy.write(prices_to_csv(frame.select(list(COLUMN_NAMES))))
+                rows += frame.num_rows
     return rows
 
 
 def replace_companies(
-    conn: psycopg.Connection,
-    schema: str,
-    table: str,
-    frames: Mapping[str, pa.Table],
-    run_id: str,
-) -> LoadResult:
+    conn: psycopg.Connection[Any], target: Target, frames: Mapping[str, pa.Table], run_id: str
+) -> Commit:
     """Make each company's rows in the table exactly its frame's rows, all companies in one transaction.
 
-    Companies not in `frames` are never touched. On any error the transaction rolls back and the table is
-    as it was. When none of the companies has rows yet the frames are COPYed straight into the table (the
-    fastest load PostgreSQL has); otherwise they are COPYed into a temporary table and merged, writing only
-    rows that differ, so reloading unchanged data leaves no dead tuples behind.
+    Companies not in `frames` are never touched. On any error the transaction rolls back and the table is as it
+    was. When none of the companies has rows yet the frames are COPYed straight into the table (the fastest load
+    PostgreSQL has); otherwise they are COPYed into a temporary table and merged, writing only rows that differ,
+    so reloading unchanged data leaves no dead tuples behind.
     """
-    target = _ident(schema, table)
     companies = sorted(frames)
     batch_rows = sum(f.num_rows for f in frames.values())
     with conn.transaction():
-        ensure_table(conn, schema, table)
-        _lock(conn, schema, table)
-        with conn.cursor() as cur:
-            cur.execute(
-                sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE company_name = ANY(%s))").format(target),
-                (companies,),
-            )
-            has_previous = cur.fetchone()[0]
-        if not has_previous:
-            inserted = _copy_in(conn, target, frames.values())
-            updated = deleted = 0
-            strategy = "copy"
-        else:
+        _lock(conn, target)
+        row = conn.execute(
+            sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE company_name = ANY(%s))").format(target.data),
+            (companies,),
+        ).fetchone()
+        if row is not None and row[0]:
             inserted, updated, deleted = _merge(conn, target, companies, frames)
-            strategy = "merge"
-        _record_loads(conn, schema, table, frames, run_id)
-        with conn.cursor() as cur:
-            cur.execute(sql.SQL("SELECT count(*) FROM {}").format(target))
-            table_rows = cur.fetchone()[0]
-    return LoadResult(len(companies), batch_rows, inserted, updated, deleted, table_rows, strategy)
+        else:
+            inserted, updated, deleted = _copy_in(conn, target.data, frames.values()), 0, 0
+        _record_loads(conn, target, frames, run_id)
+        version = _bump_version(conn, target, run_id)
+    return Commit(
+        companies=tuple(companies),
+        rows_inserted=inserted,
+        rows_updated=updated,
+        rows_deleted=deleted,
+        rows_unchanged=batch_rows - inserted - updated,
+        version=version,
+    )
 
 
 def _merge(
-    conn: psycopg.Connection, target: sql.Composable, companies: list[str], frames: Mapping[str, pa.Table]
+    conn: psycopg.Connection[Any], target: Target, companies: list[str], frames: Mapping[str, pa.Table]
 ) -> tuple[int, int, int]:
     stage = sql.Identifier("stock_platform_stage")
-    key = sql.SQL(", ").join(sql.Identifier(c) for c in KEY_COLUMNS)
     values = [c for c in COLUMN_NAMES if c not in KEY_COLUMNS]
-    with conn.cursor() as cur:
-        cur.execute(
-            sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(stage, target)
-        )
+    conn.execute(
+        sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(stage, target.data)
+    )
     _copy_in(conn, stage, frames.values())
     with conn.cursor() as cur:
         cur.execute(sql.SQL("ANALYZE {}").format(stage))
@@ -129,7 +149,7 @@ def _merge(
             sql.SQL(
                 "DELETE FROM {t} AS t WHERE t.company_name = ANY(%s) AND NOT EXISTS "
                 "(SELECT 1 FROM {s} AS s WHERE s.company_name = t.company_name AND s.stock_date = t.stock_date)"
-            ).format(t=target, s=stage),
+            ).format(t=target.data, s=stage),
             (companies,),
         )
         deleted = cur.rowcount
@@ -138,13 +158,11 @@ def _merge(
                 "INSERT INTO {t} AS t ({cols}) SELECT {cols} FROM {s} ON CONFLICT ({key}) DO UPDATE SET {sets} "
                 "WHERE ({old}) IS DISTINCT FROM ({new}) RETURNING (xmax = 0) AS inserted"
             ).format(
-                t=target,
+                t=target.data,
                 s=stage,
                 cols=sql.SQL(", ").join(sql.Identifier(c) for c in COLUMN_NAMES),
-                key=key,
-                sets=sql.SQL(", ").join(
-                    sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in values
-                ),
+                key=sql.SQL(", ").join(sql.Identifier(c) for c in KEY_COLUMNS),
+                sets=sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in values),
                 old=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in values),
                 new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in values),
             )
@@ -155,9 +173,8 @@ def _merge(
 
 
 def _record_loads(
-    conn: psycopg.Connection, schema: str, table: str, frames: Mapping[str, pa.Table], run_id: str
+    conn: psycopg.Connection[Any], target: Target, frames: Mapping[str, pa.Table], run_id: str
 ) -> None:
-    ledger = _ident(schema, ledger_table_name(table))
     rows = []
     for company, frame in frames.items():
         meta = frame.schema.metadata or {}
@@ -181,111 +198,127 @@ def _record_loads(
                 "source_key = EXCLUDED.source_key, source_etag = EXCLUDED.source_etag, "
                 "row_count = EXCLUDED.row_count, min_date = EXCLUDED.min_date, max_date = EXCLUDED.max_date, "
                 "run_id = EXCLUDED.run_id, loaded_at = now()"
-            ).format(ledger),
+            ).format(target.ledger),
             rows,
         )
 
 
-def loaded_etags(conn: psycopg.Connection, schema: str, table: str) -> dict[str, str]:
+def prune(conn: psycopg.Connection[Any], target: Target, companies: Collection[str], run_id: str) -> Commit:
+    """Remove every row (and the ledger entry) of `companies`, in one transaction."""
+    names = sorted(companies)
+    with conn.transaction():
+        _lock(conn, target)
+        deleted = conn.execute(
+            sql.SQL("DELETE FROM {} WHERE company_name = ANY(%s)").format(target.data), (names,)
+        ).rowcount
+        conn.execute(sql.SQL("DELETE FROM {} WHERE company_name = ANY(%s)").format(target.ledger), (names,))
+        version = _bump_version(conn, target, run_id)
+    return Commit((), 0, 0, deleted, 0, version, pruned=tuple(names))
+
+
+def loaded_etags(conn: psycopg.Connection[Any], target: Target) -> dict[str, str]:
     """company -> ETag of the file its rows in the table came from (empty before the first load)."""
-    ensure_table(conn, schema, table)
-    with conn.cursor() as cur:
-        cur.execute(
-            sql.SQL("SELECT company_name, source_etag FROM {}").format(_ident(schema, ledger_table_name(table)))
-        )
-        result = dict(cur.fetchall())
-    conn.commit()
-    return result
+    rows = conn.execute(sql.SQL("SELECT company_name, source_etag FROM {}").format(target.ledger)).fetchall()
+    return {company: etag for company, etag in rows}
 
 
-def export_csv(conn: psycopg.Connection, schema: str, table: str, sink: IO[bytes], header: bool = False) -> int:
-    """Stream the whole table as CSV (table column order, by company then date) into `sink`; return rows."""
+def stale_companies(conn: psycopg.Connection[Any], target: Target, current: Collection[str]) -> StaleCompanies:
+    """Companies with rows in the table that are not in `current` (listed with a file), and their rows."""
+    rows = conn.execute(
+        sql.SQL("SELECT company_name, row_count FROM {} WHERE NOT (company_name = ANY(%s)) ORDER BY 1").format(
+            target.ledger
+        ),
+        (sorted(current),),
+    ).fetchall()
+    return StaleCompanies(tuple(r[0] for r in rows), sum(int(r[1]) for r in rows))
+
+
+def table_state(conn: psycopg.Connection[Any], target: Target) -> TableState:
+    with conn.transaction():
+        # One snapshot: the counts and the version describe the same committed state.
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        return _table_state(conn, target)
+
+
+def _table_state(conn: psycopg.Connection[Any], target: Target) -> TableState:
+    row = conn.execute(
+        sql.SQL(
+            "SELECT count(*), count(DISTINCT company_name), min(stock_date)::text, max(stock_date)::text, "
+            "(SELECT coalesce(max(version), 0) FROM {s}) FROM {t}"
+        ).format(t=target.data, s=target.state)
+    ).fetchone()
+    assert row is not None
+    return TableState(rows=row[0], companies=row[1], min_date=row[2], max_date=row[3], version=int(row[4]))
+
+
+def export_csv(
+    conn: psycopg.Connection[Any], target: Target, sink: IO[bytes], header: bool = False
+) -> TableState:
+    """Stream the whole table as CSV (table column order, by company then date) into `sink`.
+
+    Returns the state the extract was taken at: one REPEATABLE READ snapshot covers the rows written, the count
+    and the version, so the three always agree.
+    """
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMN_NAMES)
-    query = sql.SQL("SELECT {cols} FROM {t} ORDER BY company_name, stock_date").format(
-        cols=columns, t=_ident(schema, table)
-    )
+    query = sql.SQL("SELECT {cols} FROM {t} ORDER BY company_name, stock_date").format(cols=columns, t=target.data)
     options = sql.SQL("FORMAT csv, HEADER true") if header else sql.SQL("FORMAT csv")
     with conn.transaction():
-        with conn.cursor() as cur:
-            # A REPEATABLE READ snapshot keeps the count and the extract consistent with each other.
-            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            cur.execute("SET LOCAL DateStyle = 'ISO'")
-            cur.execute(sql.SQL("SELECT count(*) FROM {}").format(_ident(schema, table)))
-            rows = cur.fetchone()[0]
-            with cur.copy(sql.SQL("COPY ({}) TO STDOUT ({})").format(query, options)) as copy:
-                for chunk in copy:
-                    sink.write(chunk)
-    return rows
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        conn.execute("SET LOCAL DateStyle = 'ISO'")
+        state = _table_state(conn, target)
+        with conn.cursor() as cur, cur.copy(sql.SQL("COPY ({}) TO STDOUT ({})").format(query, options)) as copy:
+            for chunk in copy:
+                sink.write(chunk)
+    return state
 
 
-def table_summary(conn: psycopg.Connection, schema: str, table: str) -> dict[str, object]:
-    with conn.cursor() as cur:
-        cur.execute(
-            sql.SQL(
-                "SELECT count(*), count(DISTINCT company_name), min(stock_date), max(stock_date) FROM {}"
-            ).format(_ident(schema, table))
-        )
-        rows, companies, min_date, max_date = cur.fetchone()
-    conn.commit()
-    return {"rows": rows, "companies": companies, "min_date": min_date, "max_date": max_date}
-
-
-@dataclass(frozen=True)
-class Finding:
-    """What one data-quality assertion found: how many rows break it, and a few of their keys."""
-
-    count: int
-    samples: list[str]
-
-
-# name -> (SQL predicate that marks an offending row, what it means). Each becomes one asset check.
-ROW_RULES: dict[str, str] = {
-    "ohlc": "NOT (low_value <= open_value AND open_value <= high_value AND low_value <= close_value "
-    "AND close_value <= high_value AND low_value > 0)",
-    "volume": "volume_traded < 0",
-    "dates": "stock_date > %(today)s OR stock_date < DATE '1900-01-01'",
-}
-
-
-def quality_findings(conn: psycopg.Connection, schema: str, table: str, today: object, cap: int = 20) -> dict[str, Finding]:
-    """Evidence for the table's asset checks, in one scan plus a sample query per broken rule."""
-    target = _ident(schema, table)
-    ledger = _ident(schema, ledger_table_name(table))
+def quality_findings(
+    conn: psycopg.Connection[Any], target: Target, today: datetime.date, cap: int = SAMPLE_CAP
+) -> dict[str, Finding]:
+    """Evidence for every table rule (quality.TABLE_RULES): one scan for the row rules, a sample query per broken
+    one, and one query each for the key and ledger rules. One snapshot, so the findings agree with each other."""
+    row_rules = [r for r in TABLE_RULES if r.predicate]
     findings: dict[str, Finding] = {}
-    with conn.cursor() as cur:
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         filters = sql.SQL(", ").join(
-            sql.SQL("count(*) FILTER (WHERE {})").format(sql.SQL(rule)) for rule in ROW_RULES.values()
+            sql.SQL("count(*) FILTER (WHERE {})").format(sql.SQL(r.predicate or "")) for r in row_rules
         )
-        cur.execute(sql.SQL("SELECT {} FROM {}").format(filters, target), {"today": today})
-        counts = cur.fetchone()
-        for (name, rule), count in zip(ROW_RULES.items(), counts):
+        counts = conn.execute(sql.SQL("SELECT {} FROM {}").format(filters, target.data), {"today": today}).fetchone()
+        assert counts is not None
+        for rule, count in zip(row_rules, counts, strict=True):
             samples: list[str] = []
             if count:
-                cur.execute(
-                    sql.SQL("SELECT company_name || ' ' || stock_date FROM {} WHERE {} ORDER BY 1 LIMIT {}").format(
-                        target, sql.SQL(rule), sql.Literal(cap)
-                    ),
-                    {"today": today},
-                )
-                samples = [r[0] for r in cur.fetchall()]
-            findings[name] = Finding(count, samples)
-        cur.execute(
+                samples = [
+                    r[0]
+                    for r in conn.execute(
+                        sql.SQL(
+                            "SELECT company_name || ' ' || stock_date FROM {} WHERE {} ORDER BY 1 LIMIT {}"
+                        ).format(target.data, sql.SQL(rule.predicate or ""), sql.Literal(cap)),
+                        {"today": today},
+                    ).fetchall()
+                ]
+            findings[rule.name] = Finding(count, samples)
+        findings[UNIQUE_KEYS.name] = _finding(
+            conn,
             sql.SQL(
                 "SELECT company_name || ' ' || stock_date, count(*) OVER () FROM {} "
                 "GROUP BY company_name, stock_date HAVING count(*) > 1 ORDER BY 1 LIMIT {}"
-            ).format(target, sql.Literal(cap))
+            ).format(target.data, sql.Literal(cap)),
         )
-        rows = cur.fetchall()
-        findings["unique_keys"] = Finding(rows[0][1] if rows else 0, [r[0] for r in rows])
-        cur.execute(
+        findings[ROWS_MATCH_LEDGER.name] = _finding(
+            conn,
             sql.SQL(
                 "SELECT coalesce(l.company_name, c.company_name) || ': ledger ' || coalesce(l.row_count, 0) "
                 "|| ', table ' || coalesce(c.n, 0), count(*) OVER () "
                 "FROM {} l FULL JOIN (SELECT company_name, count(*) AS n FROM {} GROUP BY 1) c "
-                "ON c.company_name = l.company_name WHERE coalesce(l.row_count, 0) <> coalesce(c.n, 0) ORDER BY 1 LIMIT {}"
-            ).format(ledger, target, sql.Literal(cap))
+                "ON c.company_name = l.company_name WHERE coalesce(l.row_count, 0) <> coalesce(c.n, 0) "
+                "ORDER BY 1 LIMIT {}"
+            ).format(target.ledger, target.data, sql.Literal(cap)),
         )
-        rows = cur.fetchall()
-        findings["rows_match_frames"] = Finding(rows[0][1] if rows else 0, [r[0] for r in rows])
-    conn.commit()
     return findings
+
+
+def _finding(conn: psycopg.Connection[Any], query: sql.Composed) -> Finding:
+    rows = conn.execute(query).fetchall()
+    return Finding(int(rows[0][1]) if rows else 0, [r[0] for r in rows])

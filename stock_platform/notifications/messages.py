@@ -1,22 +1,35 @@
-"""The text of a run's notification: a pure function of what the run did (what a trader reads in e-mail)."""
+"""The text of a run's notification: a pure function of what the run did (what a trader reads in e-mail).
+
+The batch numbers come from the run's typed summary (batch/summary.py): what was processed and what was committed
+are always told apart, and after a rollback or a cancel the message says nothing was committed and gives the
+table's actual row count.
+"""
 
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from stock_platform.batch.summary import RunSummary, describe
 
 SUBJECT_LIMIT = 100  # SNS: ASCII, at most 100 characters
 ERROR_LINES = 8
+
+
+class RunOutcome(str, Enum):
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    CANCELED = "CANCELED"
 
 
 @dataclass(frozen=True)
 class RunFacts:
     run_id: str
     job_name: str
-    status: str  # SUCCESS, FAILURE or CANCELED
+    status: RunOutcome
     trigger: str
     duration_s: float | None = None
-    summary: Mapping[str, Any] = field(default_factory=dict)  # historical_stock_data_csv's metadata
+    summary: RunSummary | None = None
     failed_step: str | None = None
     error: str | None = None
     failed_checks: Sequence[str] = ()
@@ -37,49 +50,44 @@ def subject_for(prefix: str, success: bool) -> str:
     return clean[: SUBJECT_LIMIT - len(suffix)] + suffix
 
 
+_OUTCOME = {
+    RunOutcome.SUCCESS: "succeeded",
+    RunOutcome.FAILURE: "FAILED",
+    RunOutcome.CANCELED: "was CANCELED (reported as a failure)",
+}
+
+
 def format_notification(facts: RunFacts, prefix: str) -> Notification:
     """The e-mail a person reads: what ran, why, what it did, and on failure where and why it failed."""
-    success = facts.status == "SUCCESS"
-    s = facts.summary
-    details = s.get("summary") or {}
-    outcome = {"SUCCESS": "succeeded", "FAILURE": "FAILED", "CANCELED": "was CANCELED (reported as a failure)"}
-    lines = [f"Run {facts.run_id} of {facts.job_name} {outcome.get(facts.status, facts.status)}."]
+    success = facts.status is RunOutcome.SUCCESS
+    lines = [f"Run {facts.run_id} of {facts.job_name} {_OUTCOME[facts.status]}."]
     if facts.duration_s is not None:
         lines.append(f"Duration: {facts.duration_s:.1f} s")
     lines.append(f"Triggered by: {facts.trigger}")
     if facts.run_url:
         lines.append(f"Run in the Dagster UI: {facts.run_url}")
-    if s:
-        lines += [
-            "",
-            f"Companies in the run: {s.get('companies_in_run', 0)}: loaded {s.get('companies_loaded', 0)}, "
-            f"empty {s.get('companies_empty', 0)}, rejected whole {s.get('companies_rejected', 0)}, "
-            f"unchanged since their last load {s.get('companies_unchanged', 0)}; "
-            f"listed but missing {s.get('companies_missing', 0)}",
-            f"Rows: read {s.get('rows_read', 0)}, loaded {s.get('rows_loaded', 0)}, rejected {s.get('rows_rejected', 0)}, "
-            f"duplicates dropped {s.get('duplicates_dropped', 0)}",
-            f"Table {s.get('table', '')}: {s.get('table_rows', 0)} rows, {s.get('table_companies', 0)} companies",
-        ]
-        for label, key in (("Missing", "missing"), ("Empty", "empty"), ("Rejected whole", "rejected")):
-            if details.get(key):
-                lines.append(f"{label}: {', '.join(details[key])}")
-        if s.get("rejects"):
-            lines.append(f"Rejected rows: {s['rejects']}")
-        if s.get("path"):
-            lines.append(f"Output CSV: {s['path']}" + ("" if s.get("regenerated", True) else " (unchanged)"))
+    if facts.summary is not None:
+        lines += ["", *describe(facts.summary)]
     elif success:
         lines += ["", "The run recorded no batch summary."]
+    else:
+        lines += [
+            "",
+            "The run recorded no batch summary and no commit: a load is one transaction, so the table is as the "
+            "last committed run left it.",
+        ]
     if facts.failed_checks:
         lines += ["", "Failed checks: " + ", ".join(facts.failed_checks)]
     if not success:
         lines += ["", f"Failed step: {facts.failed_step or '(none: the run failed before any step ran)'}"]
-        if facts.error:
-            error_lines = facts.error.strip().splitlines()
+        error = facts.summary.error if facts.summary is not None and facts.summary.error else facts.error
+        if error:
+            error_lines = error.strip().splitlines()
             lines += ["Error:", *("  " + line for line in error_lines[:ERROR_LINES])]
             if len(error_lines) > ERROR_LINES:
                 lines.append(f"  ... ({len(error_lines) - ERROR_LINES} more lines in the run's logs)")
     return Notification(
         subject=subject_for(prefix, success),
         body="\n".join(lines) + "\n",
-        attributes={"status": facts.status, "job": facts.job_name},
+        attributes={"status": facts.status.value, "job": facts.job_name},
     )

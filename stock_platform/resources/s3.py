@@ -97,18 +97,35 @@ class S3Bucket(S3Resource):
         response = self.get_client().put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
         return response["ETag"].strip('"')
 
-    def upload_fileobj(self, key: str, fileobj: IO[bytes], content_type: str) -> None:
-        # Multipart for large extracts; the object appears only when the upload completes.
-        self.get_client().upload_fileobj(fileobj, self.bucket, key, ExtraArgs={"ContentType": content_type})
+    def upload_fileobj(
+        self, key: str, fileobj: IO[bytes], content_type: str, metadata: dict[str, str] | None = None
+    ) -> None:
+        # Multipart for large extracts; the object (with its metadata) appears only when the upload completes.
+        extra: dict[str, Any] = {"ContentType": content_type, "Metadata": metadata or {}}
+        self.get_client().upload_fileobj(fileobj, self.bucket, key, ExtraArgs=extra)
 
-    def exists(self, key: str) -> bool:
+    def head_metadata(self, key: str) -> dict[str, str] | None:
+        """The object's user metadata (x-amz-meta-*), or None when there is no such object."""
         try:
-            self.get_client().head_object(Bucket=self.bucket, Key=key)
+            response = self.get_client().head_object(Bucket=self.bucket, Key=key)
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
+                return None
             raise
-        return True
+        return dict(response.get("Metadata", {}))
+
+    def exists(self, key: str) -> bool:
+        return self.head_metadata(key) is not None
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under `prefix` (1,000 per request); return how many were deleted."""
+        keys = [o.key for o in self.list_objects(prefix)]
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start : start + 1000]
+            self.get_client().delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
+            )
+        return len(keys)
 
 
 class SourceBucket(S3Bucket):

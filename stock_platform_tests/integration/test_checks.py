@@ -3,6 +3,9 @@
 import dagster as dg
 import pytest
 
+from stock_platform.batch.keys import HISTORICAL_STOCKS_DATA
+from stock_platform.batch.summary import CompanyStatus
+from stock_platform.definitions import defs
 from stock_platform.local.report import execute_batch
 from stock_platform.notifications.messages import format_notification
 from stock_platform.notifications.sensors import run_facts
@@ -52,7 +55,7 @@ def test_a_batch_over_the_rejected_share_fails_before_touching_the_table(stack, 
     put_batch(stack, {"good.us.txt": b"2017-11-10,10,11,9,10.5,100,0\n2017-11-13,x,11,9,10.5,100,0\n2017-11-14,x,1,1,1,1,0\n"})
     failed = execute_batch(instance=instance)
     assert not failed.success
-    assert "2 of 3 rows rejected (66.67%), above the 5.00% threshold: the table and the frames were not touched" in failed.error
+    assert "2 of 3 rows rejected (66.67%), above the 5.00% threshold: the frames and the table were not touched" in failed.error
     check = checks_of_run(instance, failed.run_id)["rejected_share_below_threshold"]
     assert not check.passed and check.metadata["worst_companies"].value == {"good": pytest.approx(2 / 3)}
     assert stack.table_rows() == before
@@ -68,5 +71,43 @@ def test_a_file_over_the_size_limit_is_rejected_unread(stack, instance, monkeypa
     monkeypatch.setenv("STOCK_PLATFORM_MAX_FILE_BYTES", "200")
     outcome = execute_batch(instance=instance)
     assert outcome.success, outcome.error
-    assert outcome.summary["summary"]["rejected"] == ["big"]
+    assert outcome.summary.names(CompanyStatus.REJECTED) == ["big"]
     assert [r[0] for r in stack.query("SELECT DISTINCT company_name FROM {t}")] == ["small"]
+
+
+def run_table_checks(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    """What "Execute" on the checks tab (or `dagster job execute -j historical_stocks_data_checks_job`) runs."""
+    return defs().resolve_job_def("historical_stocks_data_checks_job").execute_in_process(instance=instance)
+
+
+def latest_check(instance: dg.DagsterInstance, name: str) -> dg.AssetCheckEvaluation:
+    record = instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(HISTORICAL_STOCKS_DATA, name))
+    assert record is not None and record.event is not None and record.event.dagster_event is not None
+    evaluation = record.event.dagster_event.event_specific_data
+    assert isinstance(evaluation, dg.AssetCheckEvaluation)
+    return evaluation
+
+
+def test_table_checks_run_on_their_own_against_the_current_table(stack, instance) -> None:
+    put_batch(stack, {"good.us.txt": b"2017-11-10,10,11,9,10.5,100,0\n"})
+    assert execute_batch(instance=instance).success
+    assert latest_check(instance, "has_consistent_ohlc").passed
+    # Somebody edits the table by hand: only a check run against the table as it stands can see it.
+    stack.query("UPDATE {t} SET low_value = 50 RETURNING 1")
+    result = run_table_checks(instance)
+    assert result.success
+    evaluations = [e for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert len(evaluations) == 5  # every table check recorded a real result, none skipped
+    ohlc = latest_check(instance, "has_consistent_ohlc")
+    assert not ohlc.passed and ohlc.metadata["examples"].value == ["good 2017-11-10"]
+    assert stack.query("SELECT low_value FROM {t}") == [(50.0,)]  # checking changes nothing
+
+
+def test_a_no_change_run_re_evaluates_the_checks_instead_of_hiding_them(stack, instance) -> None:
+    put_batch(stack, {"odd.us.txt": b"2017-11-10,10,9,11,10.5,100,0\n"})  # low > high: a WARN
+    assert execute_batch(instance=instance).success
+    again = execute_batch(instance=instance)
+    assert again.success and again.summary.commit is None  # nothing changed
+    checks = checks_of_run(instance, again.run_id)
+    assert {name for name in checks} >= {"has_consistent_ohlc", "has_unique_keys"}
+    assert not checks["has_consistent_ohlc"].passed  # the real result, visible after the no-change run too

@@ -9,6 +9,7 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
+from stock_platform.batch.summary import CompanyStatus
 from stock_platform.definitions import defs
 from stock_platform.local import sample
 from stock_platform.local.report import execute_batch
@@ -51,13 +52,17 @@ def test_batch_loads_exactly_the_listed_rows_and_reconciles(stack, batch, instan
     assert set(counts) == set(normal) | {sample.BAD_ROWS_COMPANY}
     assert all(counts[c] == data_lines(f) for c, f in normal.items())
 
-    m = outcome.summary
-    assert m["rows_read"] == expected_rows + 5 + 1
-    assert (m["rows_loaded"], m["rows_rejected"], m["duplicates_dropped"]) == (expected_rows, 5, 1)
-    assert m["rows_read"] == m["rows_loaded"] + m["rows_rejected"] + m["duplicates_dropped"]
-    assert m["companies_loaded"] == len(normal) + 1 and m["companies_empty"] == 2
-    assert m["summary"]["missing"] == [f"{sample.MISSING_COMPANY}.us.csv"]
-    assert sorted(m["summary"]["empty"]) == [sample.EMPTY_COMPANY, sample.HEADER_ONLY_COMPANY]
+    s = outcome.summary
+    assert s.rows.read == expected_rows + 5 + 1
+    assert (s.rows.valid, s.rows.rejected, s.rows.duplicates) == (expected_rows, 5, 1)
+    assert s.rows.reconciles
+    assert s.count(CompanyStatus.LOADED) == len(normal) + 1 and s.count(CompanyStatus.EMPTY) == 2
+    assert s.missing == (f"{sample.MISSING_COMPANY}.us.csv",)
+    assert s.names(CompanyStatus.EMPTY) == [sample.EMPTY_COMPANY, sample.HEADER_ONLY_COMPANY]
+    # What was committed, from the database's own counts, and the table as it stands.
+    assert s.commit is not None and s.commit.rows_inserted == expected_rows and s.committed_rows == expected_rows
+    assert s.table is not None and s.table.rows == expected_rows and s.table.version == s.commit.version
+    assert s.extract is not None and s.extract.regenerated and s.extract.version == s.table.version
 
     # Rejected rows are kept with their reason.
     rejects = list(csv.DictReader(io.StringIO(stack.get(f"Rejected/{outcome.run_id}/{sample.BAD_ROWS_COMPANY}.csv").decode())))
@@ -81,7 +86,7 @@ def test_batch_loads_exactly_the_listed_rows_and_reconciles(stack, batch, instan
     frame = pq.read_table(io.BytesIO(stack.get(f"Processed/company={company}/prices.parquet")))
     assert frame.num_rows == counts[company]
     loaded = defs().load_asset_value("company_stock_prices", partition_key=company, instance=instance)
-    assert loaded.equals(frame)
+    assert loaded.equals(frame.to_pandas())  # data scientists get pandas; pyarrow stays the engine
 
 
 def test_values_round_trip_exactly(stack, instance) -> None:
@@ -107,12 +112,13 @@ def test_rerun_is_idempotent_and_skips_unchanged_files(stack, batch, instance) -
     before = table_digest(stack)
     second = execute_batch(instance=instance)
     assert second.success
-    assert second.summary["companies_unchanged"] == second.summary["companies_in_run"]
-    assert second.summary["rows_read"] == 0
+    assert second.summary.count(CompanyStatus.UNCHANGED) == len(second.summary.companies)
+    assert second.summary.rows.read == 0 and second.summary.commit is None
+    assert second.summary.extract is not None and not second.summary.extract.regenerated
     assert table_digest(stack) == before
 
     forced = execute_batch(instance=instance, force_reload=True)
-    assert forced.success and forced.summary["companies_unchanged"] == 0
+    assert forced.success and forced.summary.count(CompanyStatus.UNCHANGED) == 0
     assert table_digest(stack) == before
     assert stack.query("SELECT count(*) FROM (SELECT company_name, stock_date FROM {t} GROUP BY 1, 2 HAVING count(*) > 1) d") == [(0,)]
 
@@ -127,7 +133,8 @@ def test_a_changed_file_replaces_exactly_that_companys_rows(stack, batch, instan
     stack.put(f"Stocks/{name}", ("\n".join(lines[:11]) + "\n").encode())  # header + 10 rows
 
     outcome = execute_batch(instance=instance)
-    assert outcome.success and outcome.summary["companies_loaded"] == 1
+    assert outcome.success and outcome.summary.names(CompanyStatus.LOADED) == [changed]
+    assert outcome.summary.commit is not None and outcome.summary.commit.companies == (changed,)
     assert stack.query("SELECT count(*) FROM {t} WHERE company_name = %s", (changed,)) == [(10,)]
     assert stack.query("SELECT * FROM {t} WHERE company_name = %s ORDER BY stock_date", (other,)) == other_rows
 
@@ -139,7 +146,7 @@ def test_a_failure_mid_load_leaves_the_table_as_it_was(stack, batch, instance) -
     first, last = sorted(c for c in files if c not in ("badr", "empt", "hdro"))[::len(files) - 4][:2]
     for company in (first, last):
         name = next(n for n in batch.files if n.split(".")[0] == company)
-        stack.put(f"Stocks/{name}", files[company].replace(b"\n2", b"\n2", 1) + b"2019-01-02,1,1,1,1,1,0\n")
+        stack.put(f"Stocks/{name}", files[company] + b"2019-01-02,1,1,1,1,1,0\n")
     # A real PostgreSQL error in the middle of the load: the second company's rows make a trigger raise.
     with stack.connect() as conn:
         conn.execute(
@@ -151,11 +158,15 @@ def test_a_failure_mid_load_leaves_the_table_as_it_was(stack, batch, instance) -
     failed = execute_batch(instance=instance)
     assert not failed.success and "injected failure" in failed.error
     assert table_digest(stack) == before
+    # The summary says the rollback: two files processed, nothing committed, the table's real row count.
+    assert failed.summary is not None and failed.summary.commit is None
+    assert failed.summary.processed == sorted([first, last])
+    assert failed.summary.table is not None and failed.summary.table.rows == len(stack.table_rows())
     # The failed run's ledger write rolled back too, so the changed files still count as changed.
     with stack.connect() as conn:
         conn.execute(f'DROP TRIGGER boom ON "{stack.schema}"."{stack.table}"')
     recovered = execute_batch(instance=instance)
-    assert recovered.success and recovered.summary["companies_loaded"] == 2
+    assert recovered.success and recovered.summary.count(CompanyStatus.LOADED) == 2
     assert stack.query("SELECT count(*) FROM {t} WHERE stock_date = '2019-01-02'") == [(2,)]
 
 
@@ -163,7 +174,7 @@ def test_hand_picked_companies_load_in_one_run(stack, batch, instance) -> None:
     files = listed_files(batch)
     picked = sorted(c for c in files if c not in ("badr", "empt", "hdro"))[:3]
     outcome = execute_batch(instance=instance, companies=picked)
-    assert outcome.success and outcome.summary["companies_in_run"] == 3
+    assert outcome.success and len(outcome.summary.companies) == 3
     assert [r[0] for r in stack.query("SELECT DISTINCT company_name FROM {t} ORDER BY 1")] == picked
     runs = instance.get_runs()
     assert len(runs) == 1

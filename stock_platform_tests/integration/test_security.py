@@ -1,5 +1,7 @@
 """Hostile names cannot escape their prefix or reach SQL; secrets never reach logs, metadata or messages."""
 
+from urllib.parse import quote
+
 import pytest
 
 from stock_platform.local.report import execute_batch
@@ -36,19 +38,43 @@ def test_hostile_keys_and_entries_are_reported_and_never_loaded(stack, instance)
     assert {"a b.us.txt", "x';DROP TABLE historical_stocks_data;--.us.txt", "\u0430apl.us.txt", "tab\there.us.txt"} <= set(invalid)
 
 
-def test_the_database_password_never_leaves_the_process(stack, instance, monkeypatch) -> None:
-    secret = "s3cr3t-Pa55word"
-    monkeypatch.setenv("STOCK_PLATFORM_DATABASE_URL", f"postgresql://loader:{secret}@127.0.0.1:1/stocks?connect_timeout=2")
+def everything_recorded(instance, run_id: str) -> str:
+    """Every event message and its data, as stored in the event database."""
+    return "\n".join(
+        f"{r.event_log_entry.message} {r.event_log_entry.dagster_event and r.event_log_entry.dagster_event.event_specific_data!r}"
+        for r in instance.get_records_for_run(run_id).records
+    )
+
+
+@pytest.mark.parametrize(
+    ("password", "fragments"),
+    [
+        ("s3cr3t-Pa55word", ["s3cr3t-Pa55word"]),
+        ("Pg@S3cr3t:/%# x", ["S3cr3t", "Pg%40S3cr3t"]),  # every character that needs escaping, escaped
+    ],
+)
+def test_the_database_password_never_leaves_the_process(stack, instance, monkeypatch, password, fragments) -> None:
+    encoded = quote(password, safe="")
+    monkeypatch.setenv("STOCK_PLATFORM_DATABASE_URL", f"postgresql://loader:{encoded}@127.0.0.1:1/stocks?connect_timeout=2")
     stack.put("CompanyNames/top_companies.txt", b"aapl")
     stack.put("Stocks/aapl.us.txt", GOOD)
     outcome = execute_batch(instance=instance)
-    assert not outcome.success and "127.0.0.1" in outcome.error
+    assert not outcome.success and "127.0.0.1" in outcome.error and "loader:***@" in outcome.error
     run = instance.get_run_by_id(outcome.run_id)
-    logged = "\n".join(
-        f"{r.event_log_entry.message} {r.event_log_entry.dagster_event and r.event_log_entry.dagster_event.event_specific_data!r}"
-        for r in instance.get_records_for_run(outcome.run_id).records
-    )
     message = format_notification(run_facts(instance, run, None), "P")
-    for text in (outcome.error, logged, message.body, repr(run.run_config), repr(run.tags)):
-        assert secret not in text
-    assert "loader:***@" in (outcome.table or "")
+    for text in (outcome.error, everything_recorded(instance, outcome.run_id), message.body, repr(run.run_config),
+                 repr(run.tags)):
+        for fragment in (password, encoded, *fragments):
+            assert fragment not in text
+
+
+def test_a_url_with_an_unescaped_password_fails_without_echoing_it(stack, instance, monkeypatch) -> None:
+    monkeypatch.setenv("STOCK_PLATFORM_DATABASE_URL", "postgresql+psycopg://loader:Pg@S3cr3t@127.0.0.1/db")
+    stack.put("CompanyNames/top_companies.txt", b"aapl")
+    stack.put("Stocks/aapl.us.txt", GOOD)
+    outcome = execute_batch(instance=instance)
+    assert not outcome.success and "does not parse cleanly" in outcome.error and "%40" in outcome.error
+    run = instance.get_run_by_id(outcome.run_id)
+    body = format_notification(run_facts(instance, run, None), "P").body
+    for text in (outcome.error, everything_recorded(instance, outcome.run_id), body):
+        assert "S3cr3t" not in text and "Pg@" not in text

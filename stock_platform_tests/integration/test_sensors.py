@@ -1,15 +1,15 @@
 """The S3 marker sensor's ticks: run keys, partition requests and cursor, against moto's HTTP server."""
 
 import json
-import time
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 import pytest
 
+from stock_platform.batch.sensors import LATE_WINDOW, plan_marker_tick
 from stock_platform.definitions import defs
 from stock_platform.resources.s3 import Marker
-from stock_platform.batch.sensors import LATE_WINDOW, plan_marker_tick
+from stock_platform_tests.waiting import wait_until
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -66,6 +66,23 @@ def sensor_env(stack, monkeypatch: pytest.MonkeyPatch):
     return stack
 
 
+def upload_in_a_new_second(stack, key: str) -> datetime:
+    """Upload `key` so that its LastModified differs from the previous upload's (S3 has one-second resolution):
+    re-upload until it does, instead of sleeping a fixed second."""
+    def modified() -> datetime | None:
+        objects = stack.s3.list_objects_v2(Bucket=stack.bucket, Prefix=key).get("Contents", [])
+        return objects[0]["LastModified"] if objects else None
+
+    before = modified()
+
+    def put_and_check() -> datetime | None:
+        stack.put(key, b"")
+        after = modified()
+        return after if after is not None and after != before else None
+
+    return wait_until(put_and_check, timeout=30, what=f"a new LastModified for {key}", interval=0.2)
+
+
 def tick(instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorResult:
     definitions = defs()
     sensor = definitions.resolve_sensor_def("s3_marker_sensor")
@@ -105,11 +122,26 @@ class TestSensorTicks:
     def test_re_upload_of_an_old_key_starts_a_new_run(self, sensor_env, instance) -> None:
         sensor_env.put("a.SUCCESS", b"")
         first = tick(instance)
-        time.sleep(1.1)  # S3's LastModified has one-second resolution
-        sensor_env.put("a.SUCCESS", b"")
+        upload_in_a_new_second(sensor_env, "a.SUCCESS")
         second = tick(instance, first.cursor)
         assert len(second.run_requests) == 1
         assert second.run_requests[0].run_key != first.run_requests[0].run_key
+
+    def test_re_uploads_between_two_ticks_collapse_in_an_unversioned_bucket(self, sensor_env, instance) -> None:
+        # What the README says: S3 keeps one object per key, so a polling sensor sees only the last of several
+        # uploads of the same key made between two of its ticks. One run, for the last upload.
+        first = tick(instance)
+        for _ in range(3):
+            upload_in_a_new_second(sensor_env, "a.SUCCESS")
+        [request] = tick(instance, first.cursor).run_requests
+        assert request.run_key.startswith("a.SUCCESS@")
+
+    def test_re_uploads_between_two_ticks_each_start_a_run_in_a_versioned_bucket(self, sensor_env, instance) -> None:
+        sensor_env.s3.put_bucket_versioning(Bucket=sensor_env.bucket, VersioningConfiguration={"Status": "Enabled"})
+        first = tick(instance)
+        for _ in range(3):
+            sensor_env.put("a.SUCCESS", b"")  # every upload is a version of its own, even within one second
+        assert len({r.run_key for r in tick(instance, first.cursor).run_requests}) == 3
 
     def test_re_upload_in_the_same_second_counts_in_a_versioned_bucket(self, sensor_env, instance) -> None:
         sensor_env.s3.put_bucket_versioning(Bucket=sensor_env.bucket, VersioningConfiguration={"Status": "Enabled"})

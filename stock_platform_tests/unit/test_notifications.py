@@ -3,36 +3,72 @@
 import dagster as dg
 import pytest
 
-from stock_platform.notifications.messages import RunFacts, format_notification, subject_for
+from stock_platform.batch.summary import (
+    Commit,
+    CompanyResult,
+    CompanyStatus,
+    ExtractState,
+    RowCounts,
+    RunSummary,
+    StaleCompanies,
+    TableState,
+)
+from stock_platform.notifications.messages import RunFacts, RunOutcome, format_notification, subject_for
 from stock_platform.notifications.sensors import NOTIFICATION_TAG, build_notification_sensors
-from stock_platform.batch.sensors import MARKER_TAG
+from stock_platform.tags import MARKER_TAG
 from stock_platform_tests.fakes import RecordingSNS
 
-SUMMARY = {
-    "companies_in_run": 499, "companies_loaded": 495, "companies_empty": 2, "companies_rejected": 0,
-    "companies_unchanged": 2, "companies_missing": 1, "rows_read": 1_115_723, "rows_loaded": 1_115_717,
-    "rows_rejected": 5, "duplicates_dropped": 1, "table": "public.historical_stocks_data", "table_rows": 1_115_717,
-    "table_companies": 497, "path": "s3://src/Output/historical_stock_data.csv", "rejects": "s3://src/Rejected/r1/",
-    "summary": {"missing": ["zzzz.us.csv"], "empty": ["empt", "hdro"], "rejected": []},
-}
+SUCCESS, FAILURE, CANCELED = RunOutcome.SUCCESS, RunOutcome.FAILURE, RunOutcome.CANCELED
+LOADED = CompanyResult(CompanyStatus.LOADED, RowCounts(100, 99, 1, 0))
+SUMMARY = RunSummary(
+    companies={
+        **{f"c{i:03d}": LOADED for i in range(25)},
+        "empt": CompanyResult(CompanyStatus.EMPTY, reason="file is empty"),
+        "hdro": CompanyResult(CompanyStatus.EMPTY, reason="file has a header but no rows"),
+        "same": CompanyResult(CompanyStatus.UNCHANGED),
+    },
+    missing=("zzzz.us.csv",),
+    stale=StaleCompanies(("gone",), 40),
+    rejects_uri="s3://src/Rejected/r1/",
+    commit=Commit(tuple(f"c{i:03d}" for i in range(25)) + ("empt", "hdro"), 2_400, 75, 3, 0, version=7),
+    table=TableState(rows=1_115_717, companies=497, min_date="1970-01-02", max_date="2017-11-10", version=7),
+    extract=ExtractState("s3://src/Output/historical_stock_data.csv", 7, 1_115_717, regenerated=True),
+)
 
 
 def test_success_message_says_what_the_run_did() -> None:
-    facts = RunFacts("r1", "stock_batch_job", "SUCCESS", "marker s3://m/.SUCCESS", 42.5, SUMMARY, run_url="http://ui/runs/r1")
+    facts = RunFacts("r1", "stock_batch_job", SUCCESS, "marker s3://m/.SUCCESS", 42.5, SUMMARY, run_url="http://ui/runs/r1")
     n = format_notification(facts, "Stocks")
     assert n.subject == "Stocks_Pipeline_Success"
     assert n.attributes == {"status": "SUCCESS", "job": "stock_batch_job"}
     for text in ("Run r1 of stock_batch_job succeeded.", "Duration: 42.5 s", "Triggered by: marker s3://m/.SUCCESS",
-                 "http://ui/runs/r1", "loaded 495", "unchanged since their last load 2", "listed but missing 1",
-                 "rejected 5", "Missing: zzzz.us.csv", "Empty: empt, hdro", "Rejected rows: s3://src/Rejected/r1/",
-                 "Output CSV: s3://src/Output/historical_stock_data.csv"):
+                 "http://ui/runs/r1", "loaded 25", "unchanged since their last load 1", "listed but missing 1",
+                 "rows read 2500 = valid 2475 + rejected 25 + duplicates dropped 0",
+                 "Loaded: c000, c001", "and 5 more",  # names up to the cap, then a count
+                 "Listed but missing: zzzz.us.csv", "Empty: empt, hdro", "Rejected rows: s3://src/Rejected/r1/",
+                 "Committed: 27 companies' rows replaced (inserted 2400, updated 75, deleted 3",
+                 "Table now: 1115717 rows, 497 companies", "no longer listed: 1 companies, 40 rows (gone)",
+                 "Output CSV: s3://src/Output/historical_stock_data.csv (rewritten)"):
         assert text in n.body
     assert "Failed step" not in n.body
 
 
+def test_a_summary_survives_its_round_trip_through_metadata() -> None:
+    assert RunSummary.from_json(SUMMARY.to_json()) == SUMMARY
+
+
+def test_a_stale_extract_is_called_stale() -> None:
+    stale = RunSummary(
+        table=TableState(10, 1, None, None, version=8),
+        extract=ExtractState("s3://src/Output/x.csv", 7, 9, regenerated=False),
+    )
+    body = format_notification(RunFacts("r", "j", FAILURE, "t", summary=stale), "P").body
+    assert "Output CSV: s3://src/Output/x.csv (STALE" in body
+
+
 def test_failure_message_names_the_step_and_the_first_error_lines() -> None:
     error = "psycopg.OperationalError: connection refused\n" + "\n".join(f"frame {i}" for i in range(20))
-    facts = RunFacts("r2", "stock_batch_job", "FAILURE", "manual (UI, CLI or API)", 3.0, {}, "load_stock_batch", error)
+    facts = RunFacts("r2", "stock_batch_job", FAILURE, "manual (UI, CLI or API)", 3.0, None, "load_stock_batch", error)
     n = format_notification(facts, "Stocks")
     assert n.subject == "Stocks_Pipeline_Failure" and n.attributes["status"] == "FAILURE"
     assert "FAILED" in n.body and "Failed step: load_stock_batch" in n.body
@@ -41,9 +77,9 @@ def test_failure_message_names_the_step_and_the_first_error_lines() -> None:
 
 
 def test_early_failure_and_cancel_are_failures_that_say_so() -> None:
-    early = format_notification(RunFacts("r3", "j", "FAILURE", "t", None, {}, None, "bad config"), "P")
+    early = format_notification(RunFacts("r3", "j", FAILURE, "t", None, None, None, "bad config"), "P")
     assert "before any step ran" in early.body and "bad config" in early.body
-    canceled = format_notification(RunFacts("r4", "j", "CANCELED", "t", error="The run was canceled."), "P")
+    canceled = format_notification(RunFacts("r4", "j", CANCELED, "t", error="The run was canceled."), "P")
     assert canceled.subject == "P_Pipeline_Failure" and "CANCELED" in canceled.body
     assert canceled.attributes["status"] == "CANCELED"
 

@@ -34,7 +34,7 @@ FILES = ["aapl.us.txt", "msft.us.csv", "abr_c.us.txt", "tdw-ws-b.us.txt", "GE.cs
         ("msft.us.txt", "msft", "msft.us.csv"),
         ("abr_c", "abr_c", "abr_c.us.txt"),
         ("tdw-ws-b.us.csv", "tdw-ws-b", "tdw-ws-b.us.txt"),
-        ("ge.us.txt", "GE", "GE.csv"),  # company_name as written in the file name
+        ("ge.us.txt", "ge", "GE.csv"),  # a company's identity is its lower-cased ticker
     ],
 )
 def test_entry_matches_a_file(entry: str, company: str, file: str) -> None:
@@ -54,10 +54,12 @@ def test_two_entries_for_one_company_load_it_once() -> None:
     assert resolve_selection(["aapl", "aapl.us.txt"], FILES).companies == ["aapl"]
 
 
-def test_exact_name_wins_over_another_file_of_the_same_ticker() -> None:
-    selection = resolve_selection(["AAPL.csv"], ["aapl.us.txt", "AAPL.csv"])
-    assert dict(selection.files) == {"AAPL": "AAPL.csv"}
-    assert selection.ambiguous == {"AAPL": ("aapl.us.txt",)}
+@pytest.mark.parametrize("entry", ["AAPL.csv", "aapl.us.txt", "aapl"])
+def test_two_files_of_one_company_are_ambiguous_and_neither_is_loaded(entry: str) -> None:
+    selection = resolve_selection([entry], ["aapl.us.txt", "AAPL.csv"])
+    assert dict(selection.files) == {}
+    assert selection.ambiguous == {"aapl": ("AAPL.csv", "aapl.us.txt")}
+    assert selection.companies == ["aapl"]  # keeps its partition (and its rows) while the files are ambiguous
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,109 @@
+"""The batch's Dagster metadata: one way to write the run summary (`summary_metadata`) and one way to read it back
+(`read_summary`), per-company metadata, and the table's shape in Dagster's standard keys (`dagster/column_schema`,
+`dagster/row_count`), so the UI shows columns, types, descriptions and row counts.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+
+from stock_platform.batch.schema import TABLE_COLUMNS
+from stock_platform.batch.summary import SUMMARY_METADATA_KEY, Commit, RunSummary
+from stock_platform.batch.transforms import ParsedFile
+from stock_platform.resources.s3 import S3Object, SourceBucket
+
+PREVIEW_ROWS = 5
+
+COLUMN_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn(c.name, str(c.arrow_type), description=c.description) for c in TABLE_COLUMNS
+    ]
+)
+
+
+def summary_metadata(summary: RunSummary) -> dict[str, Any]:
+    """The summary as metadata: the whole of it under one key (what readers parse), and the headline figures as
+    plain entries for the UI."""
+    rows = summary.rows
+    headline: dict[str, Any] = {
+        "companies_in_run": len(summary.companies),
+        "companies_processed": len(summary.processed),
+        "rows_read": rows.read,
+        "rows_valid": rows.valid,
+        "rows_rejected": rows.rejected,
+        "duplicates_dropped": rows.duplicates,
+        "committed": summary.commit is not None,
+        "rows_committed": summary.committed_rows,
+        "companies_committed": len(summary.commit.companies) if summary.commit else 0,
+        "companies_no_longer_listed": len(summary.stale.names),
+    }
+    if summary.table is not None:
+        headline["table_rows"] = summary.table.rows
+        headline["table_version"] = summary.table.version
+    if summary.rejects_uri:
+        headline["rejects"] = dg.MetadataValue.path(summary.rejects_uri)
+    for phase, seconds in summary.phases.items():
+        headline[f"seconds_{phase}"] = seconds
+    return {**headline, SUMMARY_METADATA_KEY: dg.MetadataValue.json(summary.to_json())}
+
+
+def read_summary(metadata: Mapping[str, dg.MetadataValue]) -> RunSummary | None:  # type: ignore[type-arg]
+    value = metadata.get(SUMMARY_METADATA_KEY)
+    if value is None:
+        return None
+    data = value.value
+    if not isinstance(data, Mapping):
+        raise TypeError(f"{SUMMARY_METADATA_KEY} holds {type(data).__name__}, not a summary")
+    return RunSummary.from_json(data)
+
+
+def preview(table: pa.Table) -> dg.TableMetadataValue:
+    head = table.slice(0, PREVIEW_ROWS).to_pylist()
+    records = [dg.TableRecord({k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v))
+                               for k, v in row.items()}) for row in head]
+    return dg.MetadataValue.table(records=records, schema=COLUMN_SCHEMA)
+
+
+def _dates(frame: pa.Table) -> dict[str, str]:
+    if not frame.num_rows:
+        return {}
+    dates = frame.column("stock_date")
+    return {"min_date": str(dates[0].as_py()), "max_date": str(dates[-1].as_py())}
+
+
+def frame_metadata(
+    bucket: SourceBucket, source: S3Object, result: ParsedFile, rejects_uri: str | None
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "status": result.status,
+        "rows_read": result.rows_read,
+        "rows_loaded": result.rows_loaded,
+        "rows_rejected": result.rows_rejected,
+        "duplicates_dropped": result.duplicates,
+        "source": dg.MetadataValue.path(bucket.uri(source.key)),
+        "source_etag": source.etag,
+        **_dates(result.prices),
+    }
+    if result.reason:
+        metadata["reason"] = result.reason
+    if rejects_uri:
+        metadata["rejects"] = dg.MetadataValue.path(rejects_uri)
+    if result.status != "rejected":
+        metadata["frame"] = dg.MetadataValue.path(bucket.uri(bucket.processed_key(result.company)))
+        metadata["dagster/row_count"] = result.rows_loaded
+        metadata["dagster/column_schema"] = COLUMN_SCHEMA
+    if result.rows_loaded:
+        metadata["preview"] = preview(result.prices)
+    return metadata
+
+
+def table_metadata(frame: pa.Table, commit: Commit) -> dict[str, Any]:
+    return {
+        "rows_loaded": frame.num_rows,
+        "dagster/row_count": frame.num_rows,
+        "dagster/column_schema": COLUMN_SCHEMA,
+        "table_version": commit.version,
+        **_dates(frame),
+    }
