@@ -1,8 +1,10 @@
-"""`stock-platform`: operator commands that run outside Dagster (one subcommand each).
+"""`stock-platform`: the platform from a terminal: load a batch, list and prune companies, check the table, migrate.
 
-A subcommand is a function that adds its parser and sets `handler` to a function taking the parsed arguments and
-returning the exit status; list it in `SUBCOMMANDS`. Settings come from the same `STOCK_PLATFORM_...` variables as
-the platform, read when the command runs. The database URL is only ever printed masked.
+`load` runs the same job and step as the sensor and the UI, in this process, on the Dagster instance in
+DAGSTER_HOME, and prints the same reconciled summary as `make run`. A subcommand is a function that adds its parser
+and sets `handler` to a function taking the parsed arguments and returning the exit status; list it in
+`SUBCOMMANDS`. Settings come from the same `STOCK_PLATFORM_...` variables as the platform, read when the command
+runs. The database URL is only ever printed masked.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+import dagster as dg
 import sqlalchemy as sa
 
+from stock_platform.batch import runs
 from stock_platform.batch.migration import migrate_legacy_table
+from stock_platform.batch.summary import capped, describe
 from stock_platform.batch.schema import SchemaError, validate_identifier
 from stock_platform.resources.postgres import DatabaseURLError, PostgresResource
 
@@ -109,11 +114,124 @@ def _postgres(args: argparse.Namespace) -> PostgresResource | None:
     return postgres
 
 
+def _instance() -> dg.DagsterInstance:
+    """The instance in DAGSTER_HOME (runs are kept and the UI shows them); an ephemeral one otherwise."""
+    if os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.get()
+    print("stock-platform: DAGSTER_HOME is not set: this run is not kept in any Dagster instance", file=sys.stderr)
+    return dg.DagsterInstance.ephemeral()
+
+
+def _definitions() -> dg.Definitions:
+    from stock_platform.definitions import defs  # noqa: PLC0415 - loads every setting; only commands that run need it
+
+    return defs()
+
+
+def _add_load(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "load",
+        help="load a batch now: every listed company, a partition range, or hand-picked companies",
+        description="Bring the company partitions in line with the list, run stock_batch_job in this process, "
+        "and print what it processed and committed.",
+    )
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--companies", help="comma-separated companies to load in one run (e.g. aapl,ge,msft)")
+    which.add_argument("--range", help="a partition range FIRST...LAST (one run)")
+    parser.add_argument("--force-reload", action="store_true", help="reload companies whose file did not change")
+    parser.add_argument(
+        "--prune-unlisted",
+        action="store_true",
+        help="also remove companies that are no longer listed or lost their file (rows, ledger, frames)",
+    )
+    parser.add_argument("--notify", action="store_true", help="publish the run's SNS message (no daemon needed)")
+    parser.set_defaults(handler=_load)
+
+
+def _load(args: argparse.Namespace) -> int:
+    partition_range = None
+    if args.range:
+        first, sep, last = args.range.partition("...")
+        if not sep or not first or not last:
+            _fail("--range takes FIRST...LAST, e.g. aapl...msft")
+            return EXIT_USAGE
+        partition_range = (first, last)
+    companies = [c.strip() for c in args.companies.split(",") if c.strip()] if args.companies else None
+    with _instance() as instance:
+        result = runs.run_batch(
+            _definitions(),
+            instance,
+            companies=companies,
+            partition_range=partition_range,
+            force_reload=args.force_reload,
+            prune_unlisted=args.prune_unlisted,
+            notify_sns=args.notify,
+        )
+    print(f"stock_batch_job run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
+    print(f"Partitions: {len(result.partitions_added)} added, {len(result.partitions_deleted)} removed")
+    for line in describe(result.summary) if result.summary is not None else []:
+        print(line)
+    if result.error:
+        print(f"Error: {result.error}")
+    return EXIT_OK if result.success else EXIT_FAILED
+
+
+def _add_sync_partitions(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "sync-partitions", help="make the company partitions equal the listed companies that have a file"
+    )
+    parser.set_defaults(handler=_sync_partitions)
+
+
+def _sync_partitions(args: argparse.Namespace) -> int:
+    with _instance() as instance:
+        added, deleted = runs.sync_partitions(_definitions(), instance)
+    print(f"Partitions added {len(added)}: {capped(added) or '-'}")
+    print(f"Partitions removed {len(deleted)}: {capped(deleted) or '-'}")
+    return EXIT_OK
+
+
+def _add_stale(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "stale", help="list companies in the table that are no longer listed or have lost their file"
+    )
+    parser.set_defaults(handler=_stale)
+
+
+def _stale(args: argparse.Namespace) -> int:
+    stale = runs.stale_companies(_definitions())
+    print(f"In the table, no longer listed: {len(stale.names)} companies, {stale.rows} rows")
+    for name in stale.names:
+        print(f"  {name}")
+    if stale.names:
+        print("Remove them with: stock-platform load --prune-unlisted")
+    return EXIT_OK
+
+
+def _add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("check", help="evaluate the table's quality checks against the table as it stands")
+    parser.set_defaults(handler=_check)
+
+
+def _check(args: argparse.Namespace) -> int:
+    with _instance() as instance:
+        outcomes = runs.run_table_checks(_definitions(), instance)
+    for name, (passed, offending) in sorted(outcomes.items()):
+        print(f"{'passed' if passed else 'FAILED'}  {name}" + ("" if passed else f" ({offending} rows)"))
+    return EXIT_OK if outcomes and all(p for p, _ in outcomes.values()) else EXIT_FAILED
+
+
 def _fail(message: str) -> None:
     print(f"stock-platform: {message}", file=sys.stderr)
 
 
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (_add_migrate_legacy,)
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
+    _add_load,
+    _add_sync_partitions,
+    _add_stale,
+    _add_check,
+    _add_migrate_legacy,
+)
 
 
 if __name__ == "__main__":

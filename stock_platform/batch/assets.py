@@ -241,7 +241,7 @@ def _finish(run: BatchRun, do_table: bool, do_checks: bool, do_csv: bool, prune:
 
 
 def _has_partitions(context: dg.AssetExecutionContext) -> bool:
-    return context.has_partition_key or context.has_partition_key_range
+    return bool(context.has_partition_key or context.has_partition_key_range)
 
 
 def _companies_of_run(context: dg.AssetExecutionContext, config: BatchConfig, listed: list[str]) -> list[str]:

@@ -69,7 +69,7 @@ class ParquetFramesIOManager(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame | dict[str, pd.DataFrame]:
         companies = list(context.asset_partition_keys)
-        frames = {c: f.to_pandas() for c, f in read_frames(self.bucket, companies).items()}
+        frames: dict[str, pd.DataFrame] = {c: f.to_pandas() for c, f in read_frames(self.bucket, companies).items()}
         if len(companies) == 1:
             if companies[0] not in frames:
                 raise FileNotFoundError(f"No stored frame for company {companies[0]!r}: it was never processed")

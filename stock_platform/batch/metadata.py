@@ -49,7 +49,7 @@ def summary_metadata(summary: RunSummary) -> dict[str, Any]:
     return {**headline, SUMMARY_METADATA_KEY: dg.MetadataValue.json(summary.to_json())}
 
 
-def read_summary(metadata: Mapping[str, dg.MetadataValue]) -> RunSummary | None:  # type: ignore[type-arg]
+def read_summary(metadata: Mapping[str, dg.MetadataValue]) -> RunSummary | None:
     value = metadata.get(SUMMARY_METADATA_KEY)
     if value is None:
         return None

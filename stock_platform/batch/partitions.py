@@ -8,7 +8,8 @@ import dagster as dg
 from stock_platform.batch.selection import Selection
 from stock_platform.tags import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
 
-company_partitions = dg.DynamicPartitionsDefinition(name="company")
+COMPANY_PARTITIONS = "company"
+company_partitions = dg.DynamicPartitionsDefinition(name=COMPANY_PARTITIONS)
 
 
 def company_partition_requests(
@@ -41,13 +42,13 @@ def sync_company_partitions(instance: dg.DagsterInstance, selection: Selection) 
     """Apply `company_partition_requests` to an instance; return (added, deleted)."""
     added: list[str] = []
     deleted: list[str] = []
-    existing = instance.get_dynamic_partitions(company_partitions.name)
+    existing = instance.get_dynamic_partitions(COMPANY_PARTITIONS)
     for request in company_partition_requests(selection, existing):
         if isinstance(request, dg.AddDynamicPartitionsRequest):
-            instance.add_dynamic_partitions(company_partitions.name, list(request.partition_keys))
+            instance.add_dynamic_partitions(COMPANY_PARTITIONS, list(request.partition_keys))
             added.extend(request.partition_keys)
         else:
             for key in request.partition_keys:
-                instance.delete_dynamic_partition(company_partitions.name, key)
+                instance.delete_dynamic_partition(COMPANY_PARTITIONS, key)
             deleted.extend(request.partition_keys)
     return added, deleted

@@ -15,10 +15,13 @@ import dagster as dg
 
 from stock_platform.batch.assets import load_stock_batch
 from stock_platform.batch.jobs import stock_batch_job
-from stock_platform.batch.partitions import company_partitions, partition_range_tags, sync_company_partitions
+from stock_platform.batch.partitions import COMPANY_PARTITIONS, partition_range_tags, sync_company_partitions
+from stock_platform.batch import warehouse
+from stock_platform.batch.jobs import table_checks_job
 from stock_platform.batch.sources import read_batch
-from stock_platform.batch.summary import RunSummary, root_error
+from stock_platform.batch.summary import RunSummary, StaleCompanies, root_error
 from stock_platform.notifications.sensors import notify, run_summary
+from stock_platform.resources.postgres import PostgresResource
 from stock_platform.resources.s3 import SourceBucket
 from stock_platform.resources.sns import SNSResource
 
@@ -34,9 +37,14 @@ class BatchRunResult:
     notification_id: str | None = None  # SNS message id, when a topic is configured and notify=True
 
 
+def _resource(definitions: dg.Definitions, key: str) -> Any:
+    resources = definitions.resources or {}
+    return resources.get(key)
+
+
 def sync_partitions(definitions: dg.Definitions, instance: dg.DagsterInstance) -> tuple[list[str], list[str]]:
     """Make the `company` partitions equal the listed companies with a file (what the marker sensor does)."""
-    with dg.build_resources({"bucket": definitions.resources["bucket"]}) as resources:
+    with dg.build_resources({"bucket": _resource(definitions, "bucket")}) as resources:
         bucket: SourceBucket = resources.bucket
         return sync_company_partitions(instance, read_batch(bucket).selection)
 
@@ -63,7 +71,7 @@ def run_batch(
     elif partition_range:
         tags = partition_range_tags(list(partition_range))
     else:
-        tags = partition_range_tags(instance.get_dynamic_partitions(company_partitions.name))
+        tags = partition_range_tags(instance.get_dynamic_partitions(COMPANY_PARTITIONS))
     config: dict[str, Any] = {
         "force_reload": force_reload,
         "companies": companies or [],
@@ -81,10 +89,11 @@ def run_batch(
         data = failures[0].step_failure_data if failures else None
         error = root_error(data.error) if data is not None else "the run failed before any step ran"
     notification_id = None
-    if notify_sns and "sns" in definitions.resources:
+    sns_resource = _resource(definitions, "sns")
+    if notify_sns and sns_resource is not None:
         run = instance.get_run_by_id(result.run_id)
         assert run is not None
-        with dg.build_resources({"sns": definitions.resources["sns"]}) as resources:
+        with dg.build_resources({"sns": sns_resource}) as resources:
             sns: SNSResource = resources.sns
             notification_id = notify(instance, run, sns, logging.getLogger("stock_platform"))
     return BatchRunResult(
@@ -96,3 +105,28 @@ def run_batch(
         partitions_deleted=deleted,
         notification_id=notification_id,
     )
+
+
+def stale_companies(definitions: dg.Definitions) -> StaleCompanies:
+    """Companies in the table that are no longer listed or have lost their file (what `prune_unlisted` removes)."""
+    with dg.build_resources(
+        {"bucket": _resource(definitions, "bucket"), "postgres": _resource(definitions, "postgres")}
+    ) as resources:
+        bucket: SourceBucket = resources.bucket
+        postgres: PostgresResource = resources.postgres
+        listed = read_batch(bucket).selection.companies
+        with postgres.connect() as conn:
+            return warehouse.stale_companies(conn, warehouse.Target(postgres.schema_name, postgres.table), listed)
+
+
+def run_table_checks(definitions: dg.Definitions, instance: dg.DagsterInstance) -> dict[str, tuple[bool, int]]:
+    """Evaluate the table's checks against the table as it stands: check name -> (passed, offending rows)."""
+    result = definitions.resolve_job_def(table_checks_job.name).execute_in_process(instance=instance)
+    outcomes: dict[str, tuple[bool, int]] = {}
+    for event in result.all_events:
+        evaluation = event.event_specific_data
+        if isinstance(evaluation, dg.AssetCheckEvaluation):
+            offending = evaluation.metadata.get("offending_rows")
+            count = offending.value if offending is not None else 0
+            outcomes[evaluation.check_name] = (evaluation.passed, count if isinstance(count, int) else 0)
+    return outcomes

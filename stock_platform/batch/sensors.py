@@ -18,7 +18,7 @@ from typing import Any
 
 import dagster as dg
 
-from stock_platform.batch.partitions import company_partition_requests, company_partitions, partition_range_tags
+from stock_platform.batch.partitions import COMPANY_PARTITIONS, company_partition_requests, partition_range_tags
 from stock_platform.batch.sources import read_batch
 from stock_platform.resources.s3 import Marker, MonitoredBucket, SourceBucket
 from stock_platform.tags import MARKER_ETAG_TAG, MARKER_TAG
@@ -37,7 +37,7 @@ def plan_marker_tick(markers: Sequence[Marker], cursor: str | None) -> tuple[lis
         since = max(since, newest - LATE_WINDOW) if since else newest - LATE_WINDOW
     handled = seen | {m.run_key for m in new}
     # Forget run keys that fell behind the watermark (and markers that were deleted): the cursor stays small.
-    keep = sorted(m.run_key for m in markers if m.run_key in handled and m.last_modified >= since)
+    keep = sorted(m.run_key for m in markers if m.run_key in handled and (since is None or m.last_modified >= since))
     return new, json.dumps({"since": since.isoformat() if since else None, "seen": keep}, separators=(",", ":"))
 
 
@@ -79,7 +79,7 @@ def build_marker_sensor(
                 skip_reason=f"No new marker at {where} ({len(markers)} seen{latest})", cursor=cursor
             )
 
-        existing = context.instance.get_dynamic_partitions(company_partitions.name)
+        existing = context.instance.get_dynamic_partitions(COMPANY_PARTITIONS)
         try:
             partition_requests = company_partition_requests(read_batch(bucket).selection, existing)
         except Exception as error:  # noqa: BLE001 - the run must still start, fail, and notify

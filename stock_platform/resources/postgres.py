@@ -122,13 +122,13 @@ class PostgresResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     def connect(self) -> Iterator[psycopg.Connection[Any]]:
         """An autocommit psycopg connection (for COPY), closed on exit."""
         url = self.sqlalchemy_url()
+        params: dict[str, Any] = {
+            **url.translate_connect_args(username="user", database="dbname"),
+            **{k: v for k, v in url.query.items() if isinstance(v, str)},
+            "connect_timeout": self.connect_timeout,
+        }
         try:
-            conn = psycopg.connect(
-                **{k: v for k, v in url.translate_connect_args(username="user", database="dbname").items()},
-                **{k: v for k, v in url.query.items() if isinstance(v, str)},
-                connect_timeout=self.connect_timeout,
-                autocommit=True,
-            )
+            conn = psycopg.connect(autocommit=True, **params)
         except psycopg.Error as error:
             raise DatabaseError(f"Could not connect to {self.safe_url()}: {self.scrub(str(error))}") from None
         try:

@@ -87,7 +87,8 @@ class S3Bucket(S3Resource):
 
     def get_bytes(self, key: str) -> bytes:
         try:
-            return self.get_client().get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            data: bytes = self.get_client().get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            return data
         except ClientError as error:
             # Name the object: boto3's own message says only "The specified key does not exist."
             raise RuntimeError(f"Could not read {self.uri(key)}: {error}") from error
@@ -95,7 +96,7 @@ class S3Bucket(S3Resource):
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
         # A PUT is atomic in S3: readers see the old object or the new one, never part of either.
         response = self.get_client().put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
-        return response["ETag"].strip('"')
+        return str(response["ETag"]).strip('"')
 
     def upload_fileobj(
         self, key: str, fileobj: IO[bytes], content_type: str, metadata: dict[str, str] | None = None
@@ -189,7 +190,7 @@ class MonitoredBucket(S3Bucket):
     marker_suffix: str = Field(default=".SUCCESS", description="A key ending with this is a marker.")
 
     def versioned(self) -> bool:
-        return self.get_client().get_bucket_versioning(Bucket=self.bucket).get("Status") == "Enabled"
+        return bool(self.get_client().get_bucket_versioning(Bucket=self.bucket).get("Status") == "Enabled")
 
     def markers(self) -> list[Marker]:
         """Every marker upload still visible, oldest first, listing past 1,000 keys.

@@ -8,7 +8,7 @@ from botocore.config import Config
 from pydantic import Field
 
 
-class SNSResource(dg.ConfigurableResource):
+class SNSResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """An Amazon SNS topic the platform publishes run notifications to (e-mail subscribers, SQS, ...).
 
     Shaped like dagster-aws's S3Resource: typed fields, one `get_client()`, one domain method.
@@ -48,4 +48,4 @@ class SNSResource(dg.ConfigurableResource):
             Message=message,
             MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
         )
-        return response["MessageId"]
+        return str(response["MessageId"])
