@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser run ui test test-unit test-tcp image-check lock bench screenshots clean
+.PHONY: help install browser run ui lint test test-unit test-tcp image-check lock bench screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,6 +12,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+## List the targets.
+help:
+	@awk '/^## /{doc=substr($$0, 4); next} /^[a-z-]+:/{if (doc) printf "  make %-12s %s\n", substr($$1, 1, length($$1)-1), doc; doc=""}' $(MAKEFILE_LIST)
+
+## Create the virtualenv and install the project with its dev tools.
 install: $(STAMP)
 
 ## Run the main job once on the embedded local stack (moto + pgserver) and print a report.
@@ -31,10 +36,19 @@ browser:
 	  (apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null); \
 	else echo "chromium/chromedriver are missing and cannot be installed here: the UI test will be skipped"; fi
 
-## Unit and integration tests (moto's HTTP server, embedded PostgreSQL, the real Dagster daemon, Chromium).
-test: $(STAMP) browser
+## Lint and types at zero findings: ruff (lint + format), mypy (strict), and dg check defs.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	VIRTUAL_ENV=$(abspath $(VENV)) STOCK_PLATFORM_SOURCE_BUCKET=lint STOCK_PLATFORM_DATABASE_URL=postgresql://lint@localhost/lint \
+	  $(BIN)/dg check defs
+
+## Lint, then unit and integration tests (moto's HTTP server, embedded PostgreSQL, the real Dagster daemon, Chromium).
+test: $(STAMP) browser lint
 	$(BIN)/python -m pytest
 
+## Only the Dagster-free unit tests (seconds).
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration and not daemon"
 
@@ -61,5 +75,6 @@ lock:
 	(echo "# Production pins for the Docker image (pip freeze of 'pip install .'; regenerate with 'make lock')."; \
 	 .local/lockvenv/bin/pip freeze --exclude stock_platform --exclude stock-platform) > requirements.lock
 
+## Remove local state (.local: the local stack's data), caches.
 clean:
 	rm -rf .local .pytest_cache .hypothesis

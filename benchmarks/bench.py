@@ -19,10 +19,10 @@ import psycopg
 
 from benchmarks.floor import bare_copy, run_floor
 from benchmarks.usual import run_usual
+from stock_platform.batch.transforms import parse_stock_csv, prices_to_csv
 from stock_platform.local import sample
 from stock_platform.local.stack import LOCAL_DIR, local_stack, write_local_instance
 from stock_platform.resources.postgres import PostgresResource
-from stock_platform.batch.transforms import parse_stock_csv, prices_to_csv
 
 RESULTS = Path(__file__).parent / "results"
 USUAL_LIMIT_S = 300
@@ -54,7 +54,11 @@ def platform_run(home: Path, env: dict[str, str]) -> dict:
     """One run in a child process, which reports its own peak resident set (VmHWM)."""
     process = subprocess.run(
         [sys.executable, "-m", "benchmarks.platform_run", str(home)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, check=False,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        check=False,
     )
     result = json.loads(process.stdout.strip().splitlines()[-1])
     if not result["success"]:
@@ -162,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
             scaled = sample.generate(companies=max(args.companies, listed_count), listed=listed_count)
             scale_bucket = f"scale-{listed_count}-{uuid.uuid4().hex[:6]}"
             upload(scale_bucket, scaled)
-            run = measure_platform(scale_bucket, database_url, dsn, work, f"scale{listed_count}", no_change=False)["full"]
+            run = measure_platform(scale_bucket, database_url, dsn, work, f"scale{listed_count}", no_change=False)[
+                "full"
+            ]
             scale.append({"listed": listed_count, **run})
             print(f"scale {listed_count}: {run['run_seconds']:.1f}s, {run['peak_rss_mb']:.0f} MB", flush=True)
         if args.full_dataset_files:
@@ -185,8 +191,13 @@ def main(argv: list[str] | None = None) -> int:
         "floor": {"median_s": floor_s, "runs": floors},
         "bare_copy": {"median_s": copy_s, "rows": rows, "rows_per_s": round(rows / copy_s)},
         "usual": {"seconds": round(projected, 1), "extrapolated": extrapolated, **usual},
-        "platform": {"median_s": platform_s, "no_change_median_s": no_change_s, "table_load_median_s": load_s,
-                     "peak_rss_mb": round(peak), "runs": runs},
+        "platform": {
+            "median_s": platform_s,
+            "no_change_median_s": no_change_s,
+            "table_load_median_s": load_s,
+            "peak_rss_mb": round(peak),
+            "runs": runs,
+        },
         "scale": scale,
     }
     per_row = [(s["listed"], s["rows_loaded"], s["run_seconds"]) for s in scale if s.get("rows_loaded")]
@@ -206,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
             ("full dataset time per row within 20 % of 500-company run", linearity, "0.8–1.2", 0.8 <= linearity <= 1.2),
         ]
     results["targets"] = [{"target": t, "value": round(v, 3), "goal": g, "met": m} for t, v, g, m in targets]
-    results["time_per_row_us"] = [{"listed": listed, "rows": r, "us_per_row": round(s / r * 1e6, 2)} for listed, r, s in per_row]
+    results["time_per_row_us"] = [
+        {"listed": listed, "rows": r, "us_per_row": round(s / r * 1e6, 2)} for listed, r, s in per_row
+    ]
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -225,15 +238,16 @@ def render(r: dict) -> str:
         f"# Benchmark {r['when']}",
         "",
         f"Machine: {m['cpus']} CPUs, Python {m['python']}, PostgreSQL {m.get('postgresql')}, {m['platform']}; "
-        f"S3 is moto's server on 127.0.0.1. Workload: {r['workload']['files']} files, {r['workload']['listed']} listed, "
-        f"{r['bare_copy']['rows']:,} rows; medians of {r['workload']['reps']}.",
+        f"S3 is moto's server on 127.0.0.1. Workload: {r['workload']['files']} files, "
+        f"{r['workload']['listed']} listed, {r['bare_copy']['rows']:,} rows; medians of {r['workload']['reps']}.",
         "",
         "| what | seconds |",
         "|---|---|",
         f"| floor script (GET + parse + one COPY + Output CSV) | {r['floor']['median_s']} |",
-        f"| bare COPY of the transformed rows | {r['bare_copy']['median_s']} ({r['bare_copy']['rows_per_s']:,} rows/s) |",
+        f"| bare COPY of the transformed rows | {r['bare_copy']['median_s']} "
+        f"({r['bare_copy']['rows_per_s']:,} rows/s) |",
         f"| usual approach (read_csv, concat in loop, to_sql) | {r['usual']['seconds']:.1f} "
-        f"({'extrapolated from ' + str(r['usual']['files']) + ' files' if r['usual']['extrapolated'] else 'measured'}) |",
+        + (f"(extrapolated from {r['usual']['files']} files) |" if r["usual"]["extrapolated"] else "(measured) |"),
         f"| platform, full run (Dagster run start → success) | {r['platform']['median_s']} |",
         f"| platform, table load inside the run | {r['platform']['table_load_median_s']} |",
         f"| platform, no input changed | {r['platform']['no_change_median_s']} |",
@@ -244,8 +258,11 @@ def render(r: dict) -> str:
         "",
         "| listed companies | rows loaded | run s | peak RSS MB |",
         "|---|---|---|---|",
-        *[f"| {s['listed']}{' (full dataset)' if s.get('full_dataset') else ''} | {s['rows_loaded']:,} | "
-          f"{s['run_seconds']:.1f} | {s['peak_rss_mb']:.0f} |" for s in r["scale"]],
+        *[
+            f"| {s['listed']}{' (full dataset)' if s.get('full_dataset') else ''} | {s['rows_loaded']:,} | "
+            f"{s['run_seconds']:.1f} | {s['peak_rss_mb']:.0f} |"
+            for s in r["scale"]
+        ],
     ]
     return "\n".join(lines) + "\n"
 

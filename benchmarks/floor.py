@@ -22,7 +22,9 @@ from stock_platform.batch.transforms import parse_stock_csv, prices_to_csv, reje
 def run_floor(bucket: str, dsn: str, schema: str, table: str = "historical_stocks_data", threads: int = 16) -> dict:
     started = time.perf_counter()
     s3 = boto3.client("s3", config=Config(max_pool_connections=threads + 4, retries={"mode": "standard"}))
-    entries = parse_company_list(s3.get_object(Bucket=bucket, Key="CompanyNames/top_companies.txt")["Body"].read().decode())
+    entries = parse_company_list(
+        s3.get_object(Bucket=bucket, Key="CompanyNames/top_companies.txt")["Body"].read().decode()
+    )
     names = [
         o["Key"].split("/", 1)[1]
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="Stocks/", Delimiter="/")
@@ -36,10 +38,14 @@ def run_floor(bucket: str, dsn: str, schema: str, table: str = "historical_stock
 
     with ThreadPoolExecutor(threads) as pool:
         parsed = list(pool.map(work, selection.files.items()))
-        list(pool.map(
-            lambda p: s3.put_object(Bucket=bucket, Key=f"Rejected/floor/{p.company}.csv", Body=rejects_to_csv(p.rejects)),
-            [p for p in parsed if p.rows_rejected],
-        ))
+        list(
+            pool.map(
+                lambda p: s3.put_object(
+                    Bucket=bucket, Key=f"Rejected/floor/{p.company}.csv", Body=rejects_to_csv(p.rejects)
+                ),
+                [p for p in parsed if p.rows_rejected],
+            )
+        )
     fetched = time.perf_counter()
     target = f'"{schema}"."{table}"'
     rows = 0
@@ -55,7 +61,9 @@ def run_floor(bucket: str, dsn: str, schema: str, table: str = "historical_stock
         conn.commit()
         loaded = time.perf_counter()
         sink = io.BytesIO()
-        with conn.cursor().copy(f"COPY (SELECT * FROM {target} ORDER BY company_name, stock_date) TO STDOUT (FORMAT csv)") as copy:
+        with conn.cursor().copy(
+            f"COPY (SELECT * FROM {target} ORDER BY company_name, stock_date) TO STDOUT (FORMAT csv)"
+        ) as copy:
             for chunk in copy:
                 sink.write(chunk)
     s3.put_object(Bucket=bucket, Key="Output/floor.csv", Body=sink.getvalue())

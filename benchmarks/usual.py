@@ -14,8 +14,14 @@ from stock_platform.batch.selection import parse_company_list, resolve_selection
 def run_usual(bucket: str, sqlalchemy_url: str, schema: str, limit: int | None = None) -> dict:
     started = time.perf_counter()
     s3 = boto3.client("s3")
-    entries = parse_company_list(s3.get_object(Bucket=bucket, Key="CompanyNames/top_companies.txt")["Body"].read().decode())
-    names = [o["Key"].split("/", 1)[1] for p in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="Stocks/") for o in p.get("Contents", [])]
+    entries = parse_company_list(
+        s3.get_object(Bucket=bucket, Key="CompanyNames/top_companies.txt")["Body"].read().decode()
+    )
+    names = [
+        o["Key"].split("/", 1)[1]
+        for p in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="Stocks/")
+        for o in p.get("Contents", [])
+    ]
     files = list(resolve_selection(entries, names).files.items())
     total = len(files)
     files = files[:limit] if limit else files

@@ -19,8 +19,8 @@ import sqlalchemy as sa
 
 from stock_platform.batch import runs
 from stock_platform.batch.migration import migrate_legacy_table
-from stock_platform.batch.summary import capped, describe
 from stock_platform.batch.schema import SchemaError, validate_identifier
+from stock_platform.batch.summary import capped, describe
 from stock_platform.resources.postgres import DatabaseURLError, PostgresResource
 
 EXIT_OK = 0

@@ -47,7 +47,7 @@ class Stack:
     table: str = "historical_stocks_data"
 
     @cached_property
-    def s3(self):  # noqa: ANN201 - boto3 S3 client (thread-safe; building one costs ~30 ms)
+    def s3(self):
         return boto3.client("s3", endpoint_url=self.endpoint)
 
     def connect(self) -> psycopg.Connection:
@@ -55,7 +55,9 @@ class Stack:
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self.connect() as conn:
-            return conn.execute(sql.format(t=f'"{self.schema}"."{self.table}"', s=f'"{self.schema}"'), params).fetchall()
+            return conn.execute(
+                sql.format(t=f'"{self.schema}"."{self.table}"', s=f'"{self.schema}"'), params
+            ).fetchall()
 
     def table_rows(self) -> list[tuple]:
         return self.query("SELECT * FROM {t} ORDER BY company_name, stock_date")

@@ -14,19 +14,25 @@ events. The three batch assets are one subsettable step (`load_stock_batch`):
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import dagster as dg
 import pyarrow as pa
 from pydantic import Field
 
 from stock_platform.batch import checks
-from stock_platform.batch.keys import COMPANY_STOCK_PRICES, HISTORICAL_STOCK_DATA_CSV, HISTORICAL_STOCKS_DATA, TOP_COMPANIES
+from stock_platform.batch.keys import (
+    COMPANY_STOCK_PRICES,
+    HISTORICAL_STOCK_DATA_CSV,
+    HISTORICAL_STOCKS_DATA,
+    TOP_COMPANIES,
+)
+from stock_platform.batch.metadata import frame_metadata, summary_metadata, table_metadata
 from stock_platform.batch.partitions import company_partitions
 from stock_platform.batch.pipeline import BatchRun, Parsed, Plan
 from stock_platform.batch.quality import QualityPolicy
 from stock_platform.batch.sources import read_batch
 from stock_platform.batch.summary import RunSummary, describe
-from stock_platform.batch.metadata import frame_metadata, summary_metadata, table_metadata
 from stock_platform.resources.postgres import PostgresResource
 from stock_platform.resources.s3 import SourceBucket
 
@@ -85,7 +91,9 @@ class BatchConfig(dg.Config):
         default=False,
         description="Reprocess and reload companies whose file has the same ETag as at their last load.",
     )
-    include_header: bool = Field(default=False, description="Write a header line in the Output CSV (the original had none).")
+    include_header: bool = Field(
+        default=False, description="Write a header line in the Output CSV (the original had none)."
+    )
     prune_unlisted: bool = Field(
         default=False,
         description=(
@@ -153,10 +161,7 @@ def load_stock_batch(
     table only (from the stored frames); the CSV only; or the table's checks only, evaluated against the table as
     it stands. A batch run selects all of them.
     """
-    selected = context.selected_asset_keys
-    do_frames, do_table = COMPANY_STOCK_PRICES in selected, HISTORICAL_STOCKS_DATA in selected
-    do_csv = HISTORICAL_STOCK_DATA_CSV in selected
-    do_checks = bool(checks.TABLE_CHECK_KEYS & context.selected_asset_check_keys)
+    selected = _Selected.of(context)
     run = BatchRun(
         bucket,
         postgres,
@@ -170,44 +175,29 @@ def load_stock_batch(
     table_recorded = False
     try:
         run.prepare()
-        if do_frames or do_table or do_csv:
-            batch = run.read()
-            if do_frames or do_table:
-                companies = _companies_of_run(context, config, batch.selection.companies)
-                plan = run.plan(batch, companies)
-                if do_frames:
-                    parsed = run.parse(plan)
-                    gate = checks.rejected_share_result(parsed.gate)
-                    context.log.info(f"{gate.check_name}: {'passed' if gate.passed else 'FAILED'}")
-                    # Dagster records a check on a partitioned asset upstream in the same step only in a run
-                    # with partitions; a hand-picked (config) run enforces the gate all the same.
-                    if checks.FRAME_CHECK_KEY in context.selected_asset_check_keys and _has_partitions(context):
-                        yield gate
-                    run.ensure_gate(parsed)
-                    run.store_frames(plan, parsed)
-                    frame_events = _frame_events(bucket, run, plan, parsed)
-                else:
-                    run.use_stored_frames(plan, companies)
+        plan, parsed = _stage(context, config, run, selected)
+        if plan is not None and parsed is not None:
+            gate = checks.rejected_share_result(parsed.gate)
+            context.log.info(f"{gate.check_name}: {'passed' if gate.passed else 'FAILED'}")
+            if selected.gate:
+                yield gate
+            run.ensure_gate(parsed)
+            run.store_frames(plan, parsed)
+            frame_events = _frame_events(bucket, plan, parsed)
 
         with ThreadPoolExecutor(1) as background:
             # The frames are stored; the table load, its checks and the extract run in the background while this
             # thread records one materialization per company: they overlap instead of adding up.
-            tail = background.submit(_finish, run, do_table, do_checks, do_csv, config.prune_unlisted)
+            tail = background.submit(_finish, run, selected, config.prune_unlisted)
             yield from frame_events
             tail.result()
         yield from _table_events(run)
         table_recorded = True
-        if do_checks and run.findings is not None:
-            for result in checks.table_check_results(run.findings):
-                if not result.passed:
-                    context.log.warning(f"Check {result.check_name} failed: {result.metadata['offending_rows'].value}")
-                # As for the gate: a run without partitions that also wrote the table cannot record them.
-                if _has_partitions(context) or not do_table:
-                    yield result
+        yield from _table_check_results(context, run, selected)
         summary = run.summary
         for line in describe(summary):
             context.log.info(line)
-        if do_csv and summary.extract is not None:
+        if selected.csv and summary.extract is not None:
             yield dg.AssetMaterialization(
                 asset_key=HISTORICAL_STOCK_DATA_CSV,
                 metadata={
@@ -217,7 +207,7 @@ def load_stock_batch(
                     **summary_metadata(summary),
                 },
             )
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - every failure gets the summary and the scrubbed text
         summary = run.failed(error)
         if not table_recorded:
             yield from _table_events(run)  # a commit that happened before the failure is recorded all the same
@@ -227,15 +217,70 @@ def load_stock_batch(
         ) from None  # the scrubbed text replaces the original, which may quote a secret
 
 
-def _finish(run: BatchRun, do_table: bool, do_checks: bool, do_csv: bool, prune: bool) -> RunSummary:
+@dataclass(frozen=True)
+class _Selected:
+    """What this run of the step does, from the assets and checks it selects."""
+
+    frames: bool
+    table: bool
+    csv: bool
+    checks: bool
+    gate: bool  # record the rejected-share check
+
+    @classmethod
+    def of(cls, context: dg.AssetExecutionContext) -> "_Selected":
+        keys, check_keys = context.selected_asset_keys, context.selected_asset_check_keys
+        return cls(
+            frames=COMPANY_STOCK_PRICES in keys,
+            table=HISTORICAL_STOCKS_DATA in keys,
+            csv=HISTORICAL_STOCK_DATA_CSV in keys,
+            checks=bool(checks.TABLE_CHECK_KEYS & check_keys),
+            # Dagster records a check on a partitioned asset upstream in the same step only in a run with
+            # partitions; a hand-picked (config) run enforces the gate all the same.
+            gate=checks.FRAME_CHECK_KEY in check_keys and _has_partitions(context),
+        )
+
+
+def _stage(
+    context: dg.AssetExecutionContext, config: "BatchConfig", run: BatchRun, selected: _Selected
+) -> tuple[Plan | None, Parsed | None]:
+    """Read the batch and plan the run's companies; parse their files when the frames are selected, or take the
+    stored frames when only the table is. Nothing is written yet but the rejected rows."""
+    if not (selected.frames or selected.table or selected.csv):
+        return None, None
+    batch = run.read()
+    if not (selected.frames or selected.table):
+        return None, None
+    companies = _companies_of_run(context, config, batch.selection.companies)
+    plan = run.plan(batch, companies)
+    if not selected.frames:
+        run.use_stored_frames(plan, companies)
+        return plan, None
+    return plan, run.parse(plan)
+
+
+def _table_check_results(
+    context: dg.AssetExecutionContext, run: BatchRun, selected: _Selected
+) -> Iterator[dg.AssetCheckResult]:
+    if not selected.checks or run.findings is None:
+        return
+    for result in checks.table_check_results(run.findings):
+        if not result.passed:
+            context.log.warning(f"Check {result.check_name} failed: {result.metadata['offending_rows'].value}")
+        # As for the gate: a run without partitions that also wrote the table cannot record them.
+        if _has_partitions(context) or not selected.table:
+            yield result
+
+
+def _finish(run: BatchRun, selected: _Selected, prune: bool) -> RunSummary:
     """The tail of the run, in the background thread: load, prune, gather the checks' evidence, export."""
-    if do_table:
+    if selected.table:
         run.load()
         if prune:
             run.prune(run.summary.stale.names)
-    if do_checks:
+    if selected.checks:
         run.check()
-    if do_csv:
+    if selected.csv:
         run.export()
     return run.finish()
 
@@ -252,7 +297,7 @@ def _companies_of_run(context: dg.AssetExecutionContext, config: BatchConfig, li
     return listed
 
 
-def _frame_events(bucket: SourceBucket, run: BatchRun, plan: Plan, parsed: Parsed) -> list[dg.AssetMaterialization]:
+def _frame_events(bucket: SourceBucket, plan: Plan, parsed: Parsed) -> list[dg.AssetMaterialization]:
     return [
         dg.AssetMaterialization(
             asset_key=COMPANY_STOCK_PRICES,

@@ -17,9 +17,7 @@ from stock_platform.resources.s3 import S3Object, SourceBucket
 PREVIEW_ROWS = 5
 
 COLUMN_SCHEMA = dg.TableSchema(
-    columns=[
-        dg.TableColumn(c.name, str(c.arrow_type), description=c.description) for c in TABLE_COLUMNS
-    ]
+    columns=[dg.TableColumn(c.name, str(c.arrow_type), description=c.description) for c in TABLE_COLUMNS]
 )
 
 
@@ -61,8 +59,12 @@ def read_summary(metadata: Mapping[str, dg.MetadataValue]) -> RunSummary | None:
 
 def preview(table: pa.Table) -> dg.TableMetadataValue:
     head = table.slice(0, PREVIEW_ROWS).to_pylist()
-    records = [dg.TableRecord({k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v))
-                               for k, v in row.items()}) for row in head]
+    records = [
+        dg.TableRecord(
+            {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in row.items()}
+        )
+        for row in head
+    ]
     return dg.MetadataValue.table(records=records, schema=COLUMN_SCHEMA)
 
 

@@ -1,6 +1,5 @@
 """The `company` dynamic partitions, and the one function that keeps them in sync with the batch."""
 
-
 from collections.abc import Sequence
 
 import dagster as dg

@@ -247,9 +247,15 @@ class BatchRun:
         with self._phase("prune"), self.postgres.connect() as conn:
             pruned = warehouse.prune(conn, self.target, companies, self.run_id)
         commit = self.summary.commit
-        merged = pruned if commit is None else replace(
-            commit, rows_deleted=commit.rows_deleted + pruned.rows_deleted, version=pruned.version,
-            pruned=pruned.pruned,
+        merged = (
+            pruned
+            if commit is None
+            else replace(
+                commit,
+                rows_deleted=commit.rows_deleted + pruned.rows_deleted,
+                version=pruned.version,
+                pruned=pruned.pruned,
+            )
         )
         self.summary = replace(self.summary, commit=merged)
         with self._phase("prune"):

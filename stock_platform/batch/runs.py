@@ -13,11 +13,10 @@ from typing import Any
 
 import dagster as dg
 
-from stock_platform.batch.assets import load_stock_batch
-from stock_platform.batch.jobs import stock_batch_job
-from stock_platform.batch.partitions import COMPANY_PARTITIONS, partition_range_tags, sync_company_partitions
 from stock_platform.batch import warehouse
-from stock_platform.batch.jobs import table_checks_job
+from stock_platform.batch.assets import load_stock_batch
+from stock_platform.batch.jobs import stock_batch_job, table_checks_job
+from stock_platform.batch.partitions import COMPANY_PARTITIONS, partition_range_tags, sync_company_partitions
 from stock_platform.batch.sources import read_batch
 from stock_platform.batch.summary import RunSummary, StaleCompanies, root_error
 from stock_platform.notifications.sensors import notify, run_summary

@@ -55,7 +55,8 @@ def partition_range_after(existing: Sequence[str], requests: Sequence[object]) -
 
 def build_marker_sensor(
     job: Any,  # define_asset_job's result; dagster does not export its type
-    minimum_interval_seconds: int, default_status: dg.DefaultSensorStatus
+    minimum_interval_seconds: int,
+    default_status: dg.DefaultSensorStatus,
 ) -> dg.SensorDefinition:
     @dg.sensor(
         name="s3_marker_sensor",
@@ -75,9 +76,7 @@ def build_marker_sensor(
         where = monitored.uri(monitored.prefix + "*" + monitored.marker_suffix)
         if not new:
             latest = f"; newest {markers[-1].key} at {markers[-1].last_modified:%Y-%m-%d %H:%M:%S}Z" if markers else ""
-            return dg.SensorResult(
-                skip_reason=f"No new marker at {where} ({len(markers)} seen{latest})", cursor=cursor
-            )
+            return dg.SensorResult(skip_reason=f"No new marker at {where} ({len(markers)} seen{latest})", cursor=cursor)
 
         existing = context.instance.get_dynamic_partitions(COMPANY_PARTITIONS)
         try:

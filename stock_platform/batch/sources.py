@@ -27,8 +27,12 @@ class Batch:
 def decode_company_list(data: bytes, uri: str) -> tuple[str, ...]:
     """The list's entries; raises CompanyListError when the list is not text or names nothing."""
     encoding = "utf-8-sig"
-    for bom, name in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
-                      (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+    for bom, name in (
+        (codecs.BOM_UTF32_LE, "utf-32"),
+        (codecs.BOM_UTF32_BE, "utf-32"),
+        (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"),
+    ):
         if data.startswith(bom):
             encoding = name
             break

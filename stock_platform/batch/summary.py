@@ -169,8 +169,9 @@ class RunSummary:
             "ambiguous": {c: list(files) for c, files in self.ambiguous.items()},
             "stale": {"names": list(self.stale.names), "rows": self.stale.rows},
             "rejects_uri": self.rejects_uri,
-            "commit": None if self.commit is None else {**_fields(self.commit), "companies": list(self.commit.companies),
-                                                        "pruned": list(self.commit.pruned)},
+            "commit": None
+            if self.commit is None
+            else {**_fields(self.commit), "companies": list(self.commit.companies), "pruned": list(self.commit.pruned)},
             "table": None if self.table is None else _fields(self.table),
             "extract": None if self.extract is None else _fields(self.extract),
             "error": self.error,

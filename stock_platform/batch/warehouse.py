@@ -139,9 +139,7 @@ def _merge(
 ) -> tuple[int, int, int]:
     stage = sql.Identifier("stock_platform_stage")
     values = [c for c in COLUMN_NAMES if c not in KEY_COLUMNS]
-    conn.execute(
-        sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(stage, target.data)
-    )
+    conn.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(stage, target.data))
     _copy_in(conn, stage, frames.values())
     with conn.cursor() as cur:
         cur.execute(sql.SQL("ANALYZE {}").format(stage))
@@ -172,9 +170,7 @@ def _merge(
     return inserted, len(flags) - inserted, deleted
 
 
-def _record_loads(
-    conn: psycopg.Connection[Any], target: Target, frames: Mapping[str, pa.Table], run_id: str
-) -> None:
+def _record_loads(conn: psycopg.Connection[Any], target: Target, frames: Mapping[str, pa.Table], run_id: str) -> None:
     rows = []
     for company, frame in frames.items():
         meta = frame.schema.metadata or {}
@@ -219,7 +215,7 @@ def prune(conn: psycopg.Connection[Any], target: Target, companies: Collection[s
 def loaded_etags(conn: psycopg.Connection[Any], target: Target) -> dict[str, str]:
     """company -> ETag of the file its rows in the table came from (empty before the first load)."""
     rows = conn.execute(sql.SQL("SELECT company_name, source_etag FROM {}").format(target.ledger)).fetchall()
-    return {company: etag for company, etag in rows}
+    return dict(rows)
 
 
 def stale_companies(conn: psycopg.Connection[Any], target: Target, current: Collection[str]) -> StaleCompanies:
@@ -251,9 +247,7 @@ def _table_state(conn: psycopg.Connection[Any], target: Target) -> TableState:
     return TableState(rows=row[0], companies=row[1], min_date=row[2], max_date=row[3], version=int(row[4]))
 
 
-def export_csv(
-    conn: psycopg.Connection[Any], target: Target, sink: IO[bytes], header: bool = False
-) -> TableState:
+def export_csv(conn: psycopg.Connection[Any], target: Target, sink: IO[bytes], header: bool = False) -> TableState:
     """Stream the whole table as CSV (table column order, by company then date) into `sink`.
 
     Returns the state the extract was taken at: one REPEATABLE READ snapshot covers the rows written, the count
@@ -292,9 +286,9 @@ def quality_findings(
                 samples = [
                     r[0]
                     for r in conn.execute(
-                        sql.SQL(
-                            "SELECT company_name || ' ' || stock_date FROM {} WHERE {} ORDER BY 1 LIMIT {}"
-                        ).format(target.data, sql.SQL(rule.predicate or ""), sql.Literal(cap)),
+                        sql.SQL("SELECT company_name || ' ' || stock_date FROM {} WHERE {} ORDER BY 1 LIMIT {}").format(
+                            target.data, sql.SQL(rule.predicate or ""), sql.Literal(cap)
+                        ),
                         {"today": today},
                     ).fetchall()
                 ]

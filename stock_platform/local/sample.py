@@ -85,7 +85,9 @@ def company_csv(rng: np.random.Generator, rows: int, start: np.datetime64) -> by
     return HEADER.encode() + sink.getvalue()
 
 
-def generate(companies: int = 1000, listed: int = 500, seed: int = 7, min_rows: int = 2000, max_rows: int = 2500) -> SampleBatch:
+def generate(
+    companies: int = 1000, listed: int = 500, seed: int = 7, min_rows: int = 2000, max_rows: int = 2500
+) -> SampleBatch:
     rng = np.random.default_rng(seed)
     tickers = _tickers(rng, companies)
     files: dict[str, bytes] = {}

@@ -37,7 +37,7 @@ def parse_database_url(raw: str) -> URL:
         "percent-encode special characters in the user name and password "
         "(@ as %40, : as %3A, / as %2F, % as %25, # as %23, space as %20)"
     )
-    scheme, sep, rest = raw.partition("://")
+    _, sep, rest = raw.partition("://")
     if not sep:
         raise DatabaseURLError("STOCK_PLATFORM_DATABASE_URL is not a URL (expected postgresql://user:pass@host/db)")
     authority = re.split(r"[/?]", rest, maxsplit=1)[0]
@@ -48,9 +48,7 @@ def parse_database_url(raw: str) -> URL:
     except (ArgumentError, ValueError):
         raise DatabaseURLError(f"STOCK_PLATFORM_DATABASE_URL does not parse as a URL: {hint}") from None
     if url.get_backend_name() not in ("postgresql", "postgres"):
-        raise DatabaseURLError(
-            f"STOCK_PLATFORM_DATABASE_URL must be a PostgreSQL URL, not {url.get_backend_name()!r}"
-        )
+        raise DatabaseURLError(f"STOCK_PLATFORM_DATABASE_URL must be a PostgreSQL URL, not {url.get_backend_name()!r}")
     if url.host is not None and not _HOST.match(url.host):
         raise DatabaseURLError(f"STOCK_PLATFORM_DATABASE_URL has an invalid host part: {hint}")
     return url.set(drivername="postgresql+psycopg")

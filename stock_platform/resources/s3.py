@@ -3,7 +3,6 @@
 Bound to environment variables in definitions.py and nowhere else.
 """
 
-
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -80,9 +79,7 @@ class S3Bucket(S3Resource):
         objects: list[S3Object] = []
         for page in paginator.paginate(**kwargs):
             for item in page.get("Contents", []):
-                objects.append(
-                    S3Object(item["Key"], item["ETag"].strip('"'), item["Size"], item.get("LastModified"))
-                )
+                objects.append(S3Object(item["Key"], item["ETag"].strip('"'), item["Size"], item.get("LastModified")))
         return objects
 
     def get_bytes(self, key: str) -> bytes:
@@ -137,9 +134,7 @@ class SourceBucket(S3Bucket):
     company_list_key: str = Field(
         default="CompanyNames/top_companies.txt", description="Key of the list of companies to load."
     )
-    output_key: str = Field(
-        default="Output/historical_stock_data.csv", description="Key of the combined CSV extract."
-    )
+    output_key: str = Field(default="Output/historical_stock_data.csv", description="Key of the combined CSV extract.")
     processed_prefix: str = Field(
         default="Processed/", description="Prefix of the per-company Parquet frames (company=<c>/...)."
     )

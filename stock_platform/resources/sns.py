@@ -18,7 +18,8 @@ class SNSResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     region_name: str | None = Field(default=None, description="AWS region; default: boto3's (AWS_REGION).")
     endpoint_url: str | None = Field(default=None, description="SNS endpoint; default: boto3's (AWS_ENDPOINT_URL).")
     max_attempts: int = Field(
-        default=6, description="boto3 standard-mode attempts per publish, the first included (exponential backoff with jitter)."
+        default=6,
+        description="boto3 standard-mode attempts per publish, the first included (exponential backoff with jitter).",
     )
     connect_timeout: float = Field(default=5.0, description="Seconds to wait for a connection to SNS.")
     subject_prefix: str = Field(

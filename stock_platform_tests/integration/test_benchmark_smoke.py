@@ -10,8 +10,27 @@ pytestmark = pytest.mark.integration
 
 
 def test_benchmark_runs_end_to_end_on_a_tiny_batch(tmp_path) -> None:
-    assert main(["--companies", "30", "--listed", "12", "--reps", "1", "--scales", "12",
-                 "--full-dataset-files", "0", "--usual-slice", "4", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "--companies",
+                "30",
+                "--listed",
+                "12",
+                "--reps",
+                "1",
+                "--scales",
+                "12",
+                "--full-dataset-files",
+                "0",
+                "--usual-slice",
+                "4",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     result = json.loads((tmp_path / "latest.json").read_text())
     rows = result["bare_copy"]["rows"]
     assert rows > 0 and result["floor"]["runs"][0]["rows"] == rows

@@ -16,7 +16,8 @@ HEADER = b"Date,Open,High,Low,Close,Volume,OpenInt\n"
 
 def checks_of_run(instance: dg.DagsterInstance, run_id: str) -> dict[str, dg.AssetCheckEvaluation]:
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
-    return {r.event_log_entry.dagster_event.event_specific_data.check_name: r.event_log_entry.dagster_event.event_specific_data for r in records}
+    evaluations = [r.event_log_entry.dagster_event.event_specific_data for r in records]
+    return {e.check_name: e for e in evaluations}
 
 
 def put_batch(stack, files: dict[str, bytes]) -> None:
@@ -26,10 +27,13 @@ def put_batch(stack, files: dict[str, bytes]) -> None:
 
 
 def test_checks_pass_and_warn_with_evidence(stack, instance) -> None:
-    put_batch(stack, {
-        "good.us.txt": b"2017-11-10,10,11,9,10.5,100,0\n2017-11-13,10,11,9,10.5,100,0\n",
-        "odd.us.txt": b"2017-11-10,10,9,11,10.5,100,0\n2099-01-01,10,11,9,10.5,100,0\n",  # low > high; future date
-    })
+    put_batch(
+        stack,
+        {
+            "good.us.txt": b"2017-11-10,10,11,9,10.5,100,0\n2017-11-13,10,11,9,10.5,100,0\n",
+            "odd.us.txt": b"2017-11-10,10,9,11,10.5,100,0\n2099-01-01,10,11,9,10.5,100,0\n",  # low > high; future date
+        },
+    )
     outcome = execute_batch(instance=instance)
     assert outcome.success
     checks = checks_of_run(instance, outcome.run_id)
@@ -52,10 +56,15 @@ def test_a_batch_over_the_rejected_share_fails_before_touching_the_table(stack, 
     put_batch(stack, {"good.us.txt": b"2017-11-10,10,11,9,10.5,100,0\n"})
     assert execute_batch(instance=instance).success
     before = stack.table_rows()
-    put_batch(stack, {"good.us.txt": b"2017-11-10,10,11,9,10.5,100,0\n2017-11-13,x,11,9,10.5,100,0\n2017-11-14,x,1,1,1,1,0\n"})
+    put_batch(
+        stack, {"good.us.txt": b"2017-11-10,10,11,9,10.5,100,0\n2017-11-13,x,11,9,10.5,100,0\n2017-11-14,x,1,1,1,1,0\n"}
+    )
     failed = execute_batch(instance=instance)
     assert not failed.success
-    assert "2 of 3 rows rejected (66.67%), above the 5.00% threshold: the frames and the table were not touched" in failed.error
+    assert (
+        "2 of 3 rows rejected (66.67%), above the 5.00% threshold: the frames and the table were not touched"
+        in failed.error
+    )
     check = checks_of_run(instance, failed.run_id)["rejected_share_below_threshold"]
     assert not check.passed and check.metadata["worst_companies"].value == {"good": pytest.approx(2 / 3)}
     assert stack.table_rows() == before
@@ -67,7 +76,9 @@ def test_a_batch_over_the_rejected_share_fails_before_touching_the_table(stack, 
 
 
 def test_a_file_over_the_size_limit_is_rejected_unread(stack, instance, monkeypatch) -> None:
-    put_batch(stack, {"big.us.txt": b"2017-11-10,10,11,9,10.5,100,0\n" * 10, "small.us.txt": b"2017-11-10,1,1,1,1,1,0\n"})
+    put_batch(
+        stack, {"big.us.txt": b"2017-11-10,10,11,9,10.5,100,0\n" * 10, "small.us.txt": b"2017-11-10,1,1,1,1,1,0\n"}
+    )
     monkeypatch.setenv("STOCK_PLATFORM_MAX_FILE_BYTES", "200")
     outcome = execute_batch(instance=instance)
     assert outcome.success, outcome.error
@@ -109,5 +120,5 @@ def test_a_no_change_run_re_evaluates_the_checks_instead_of_hiding_them(stack, i
     again = execute_batch(instance=instance)
     assert again.success and again.summary.commit is None  # nothing changed
     checks = checks_of_run(instance, again.run_id)
-    assert {name for name in checks} >= {"has_consistent_ohlc", "has_unique_keys"}
+    assert set(checks) >= {"has_consistent_ohlc", "has_unique_keys"}
     assert not checks["has_consistent_ohlc"].passed  # the real result, visible after the no-change run too

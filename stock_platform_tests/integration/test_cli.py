@@ -29,7 +29,9 @@ def test_load_sync_stale_prune_and_check(stack, home, capsys) -> None:
 
     assert main(["load"]) == 0
     out = capsys.readouterr().out
-    assert "SUCCESS" in out and "Committed: 3 companies' rows replaced (inserted 9" in out and "Table now: 9 rows" in out
+    assert (
+        "SUCCESS" in out and "Committed: 3 companies' rows replaced (inserted 9" in out and "Table now: 9 rows" in out
+    )
 
     assert main(["load", "--companies", "aapl", "--force-reload"]) == 0
     assert "Companies in the run: 1" in capsys.readouterr().out

@@ -36,15 +36,27 @@ def test_pipeline_runs_with_only_its_policy_and_nothing_more(enforcing_moto, sta
     endpoint = enforcing_moto
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     unauthenticated = boto3.client("iam", endpoint_url=endpoint)
-    admin = keys_for(unauthenticated, "admin", {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+    admin = keys_for(
+        unauthenticated,
+        "admin",
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]},
+    )
     s3 = boto3.client("s3", endpoint_url=endpoint, **admin)
     bucket = stack.bucket + "-iam"
     s3.create_bucket(Bucket=bucket)
     topic = boto3.client("sns", endpoint_url=endpoint, **admin).create_topic(Name="pipeline")["TopicArn"]
     other_topic = boto3.client("sns", endpoint_url=endpoint, **admin).create_topic(Name="not-ours")["TopicArn"]
-    sample.upload(sample.generate(companies=8, listed=5, min_rows=200, max_rows=300), lambda k, d: s3.put_object(Bucket=bucket, Key=k, Body=d))
+    sample.upload(
+        sample.generate(companies=8, listed=5, min_rows=200, max_rows=300),
+        lambda k, d: s3.put_object(Bucket=bucket, Key=k, Body=d),
+    )
 
-    policy = json.loads(POLICY.read_text().replace("SOURCE_BUCKET", bucket).replace("MONITORED_BUCKET", bucket).replace("TOPIC_ARN", topic))
+    policy = json.loads(
+        POLICY.read_text()
+        .replace("SOURCE_BUCKET", bucket)
+        .replace("MONITORED_BUCKET", bucket)
+        .replace("TOPIC_ARN", topic)
+    )
     pipeline = keys_for(boto3.client("iam", endpoint_url=endpoint, **admin), "pipeline", policy)
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", pipeline["aws_access_key_id"])

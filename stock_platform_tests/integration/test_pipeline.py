@@ -45,7 +45,11 @@ def test_batch_loads_exactly_the_listed_rows_and_reconciles(stack, batch, instan
     assert outcome.success, outcome.error
 
     files = listed_files(batch)
-    normal = {c: f for c, f in files.items() if c not in (sample.BAD_ROWS_COMPANY, sample.EMPTY_COMPANY, sample.HEADER_ONLY_COMPANY)}
+    normal = {
+        c: f
+        for c, f in files.items()
+        if c not in (sample.BAD_ROWS_COMPANY, sample.EMPTY_COMPANY, sample.HEADER_ONLY_COMPANY)
+    }
     expected_rows = sum(data_lines(f) for f in normal.values()) + 50  # badr: 50 good rows, 5 bad, 1 duplicate
     counts = dict(stack.query("SELECT company_name, count(*) FROM {t} GROUP BY 1"))
     assert sum(counts.values()) == expected_rows
@@ -65,7 +69,9 @@ def test_batch_loads_exactly_the_listed_rows_and_reconciles(stack, batch, instan
     assert s.extract is not None and s.extract.regenerated and s.extract.version == s.table.version
 
     # Rejected rows are kept with their reason.
-    rejects = list(csv.DictReader(io.StringIO(stack.get(f"Rejected/{outcome.run_id}/{sample.BAD_ROWS_COMPANY}.csv").decode())))
+    rejects = list(
+        csv.DictReader(io.StringIO(stack.get(f"Rejected/{outcome.run_id}/{sample.BAD_ROWS_COMPANY}.csv").decode()))
+    )
     assert len(rejects) == 5
     assert {r["reason"] for r in rejects} == {
         "Date is not a valid ISO date (YYYY-MM-DD)",
@@ -98,9 +104,22 @@ def test_values_round_trip_exactly(stack, instance) -> None:
         b"2017-11-13,0,1e-7,0,123456.789012345,0,0\n",
     )
     assert execute_batch(instance=instance).success
-    rows = stack.query("SELECT stock_date, open_value, high_value, low_value, close_value, volume_traded, daily_percent_change, value_change, company_name FROM {t} ORDER BY stock_date")
+    rows = stack.query(
+        "SELECT stock_date, open_value, high_value, low_value, close_value, volume_traded, daily_percent_change, "
+        "value_change, company_name FROM {t} ORDER BY stock_date"
+    )
     assert rows == [
-        (dt.date(2017, 11, 10), 0.1, 0.30000000000000004, 0.0001, 0.3, 9223372036854775, (0.3 - 0.1) / 0.1 * 100, 0.3 - 0.1, "exact"),
+        (
+            dt.date(2017, 11, 10),
+            0.1,
+            0.30000000000000004,
+            0.0001,
+            0.3,
+            9223372036854775,
+            (0.3 - 0.1) / 0.1 * 100,
+            0.3 - 0.1,
+            "exact",
+        ),
         (dt.date(2017, 11, 13), 0.0, 1e-7, 0.0, 123456.789012345, 0, None, 123456.789012345, "exact"),
     ]
     output = stack.get("Output/historical_stock_data.csv").decode().splitlines()
@@ -120,7 +139,9 @@ def test_rerun_is_idempotent_and_skips_unchanged_files(stack, batch, instance) -
     forced = execute_batch(instance=instance, force_reload=True)
     assert forced.success and forced.summary.count(CompanyStatus.UNCHANGED) == 0
     assert table_digest(stack) == before
-    assert stack.query("SELECT count(*) FROM (SELECT company_name, stock_date FROM {t} GROUP BY 1, 2 HAVING count(*) > 1) d") == [(0,)]
+    assert stack.query(
+        "SELECT count(*) FROM (SELECT company_name, stock_date FROM {t} GROUP BY 1, 2 HAVING count(*) > 1) d"
+    ) == [(0,)]
 
 
 def test_a_changed_file_replaces_exactly_that_companys_rows(stack, batch, instance) -> None:
@@ -143,7 +164,7 @@ def test_a_failure_mid_load_leaves_the_table_as_it_was(stack, batch, instance) -
     assert execute_batch(instance=instance).success
     before = table_digest(stack)
     files = listed_files(batch)
-    first, last = sorted(c for c in files if c not in ("badr", "empt", "hdro"))[::len(files) - 4][:2]
+    first, last = sorted(c for c in files if c not in ("badr", "empt", "hdro"))[:: len(files) - 4][:2]
     for company in (first, last):
         name = next(n for n in batch.files if n.split(".")[0] == company)
         stack.put(f"Stocks/{name}", files[company] + b"2019-01-02,1,1,1,1,1,0\n")
@@ -153,7 +174,10 @@ def test_a_failure_mid_load_leaves_the_table_as_it_was(stack, batch, instance) -
             f"""CREATE FUNCTION "{stack.schema}".boom() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN IF NEW.company_name = '{last}' THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$"""
         )
-        conn.execute(f'CREATE TRIGGER boom BEFORE INSERT OR UPDATE ON "{stack.schema}"."{stack.table}" FOR EACH ROW EXECUTE FUNCTION "{stack.schema}".boom()')
+        conn.execute(
+            f'CREATE TRIGGER boom BEFORE INSERT OR UPDATE ON "{stack.schema}"."{stack.table}" '
+            f'FOR EACH ROW EXECUTE FUNCTION "{stack.schema}".boom()'
+        )
 
     failed = execute_batch(instance=instance)
     assert not failed.success and "injected failure" in failed.error
@@ -189,7 +213,12 @@ def test_materializations_are_recorded_per_processed_company(stack, batch, insta
     # A file rejected whole would have no table materialization; here every processed company loads.
     assert {r.partition_key for r in table} == processed
     badr = next(r for r in frames if r.partition_key == sample.BAD_ROWS_COMPANY).asset_materialization.metadata
-    assert (badr["rows_read"].value, badr["rows_loaded"].value, badr["rows_rejected"].value, badr["duplicates_dropped"].value) == (56, 50, 5, 1)
+    assert (
+        badr["rows_read"].value,
+        badr["rows_loaded"].value,
+        badr["rows_rejected"].value,
+        badr["duplicates_dropped"].value,
+    ) == (56, 50, 5, 1)
 
     assert execute_batch(instance=instance).success  # nothing changed: nothing new recorded per company
     assert len(instance.fetch_materializations(dg.AssetKey("company_stock_prices"), limit=1000).records) == len(frames)

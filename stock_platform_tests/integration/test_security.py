@@ -29,20 +29,27 @@ def test_hostile_keys_and_entries_are_reported_and_never_loaded(stack, instance)
     outcome = execute_batch(instance=instance)
     assert outcome.success, outcome.error
     assert stack.query("SELECT DISTINCT company_name FROM {t}") == [("aapl",)]
-    assert stack.query("SELECT count(*) FROM pg_tables WHERE tablename = 'historical_stocks_data' AND schemaname = %s", (stack.schema,)) == [(1,)]
+    assert stack.query(
+        "SELECT count(*) FROM pg_tables WHERE tablename = 'historical_stocks_data' AND schemaname = %s", (stack.schema,)
+    ) == [(1,)]
     # Everything the platform wrote stays under its own prefixes.
-    written = [k for k in stack.keys() if not k.startswith(("Stocks/", "CompanyNames/"))]
+    written = [k for k in stack.keys("") if not k.startswith(("Stocks/", "CompanyNames/"))]
     assert all(k.startswith(("Output/", "Processed/company=aapl/", "Rejected/")) for k in written), written
     top = instance.fetch_materializations(__import__("dagster").AssetKey("top_companies"), limit=1).records[0]
     invalid = top.asset_materialization.metadata["files_with_invalid_names"].value
-    assert {"a b.us.txt", "x';DROP TABLE historical_stocks_data;--.us.txt", "\u0430apl.us.txt", "tab\there.us.txt"} <= set(invalid)
+    assert {
+        "a b.us.txt",
+        "x';DROP TABLE historical_stocks_data;--.us.txt",
+        "\u0430apl.us.txt",
+        "tab\there.us.txt",
+    } <= set(invalid)
 
 
 def everything_recorded(instance, run_id: str) -> str:
     """Every event message and its data, as stored in the event database."""
     return "\n".join(
-        f"{r.event_log_entry.message} {r.event_log_entry.dagster_event and r.event_log_entry.dagster_event.event_specific_data!r}"
-        for r in instance.get_records_for_run(run_id).records
+        f"{entry.message} {entry.dagster_event and entry.dagster_event.event_specific_data!r}"
+        for entry in (r.event_log_entry for r in instance.get_records_for_run(run_id).records)
     )
 
 
@@ -55,15 +62,22 @@ def everything_recorded(instance, run_id: str) -> str:
 )
 def test_the_database_password_never_leaves_the_process(stack, instance, monkeypatch, password, fragments) -> None:
     encoded = quote(password, safe="")
-    monkeypatch.setenv("STOCK_PLATFORM_DATABASE_URL", f"postgresql://loader:{encoded}@127.0.0.1:1/stocks?connect_timeout=2")
+    monkeypatch.setenv(
+        "STOCK_PLATFORM_DATABASE_URL", f"postgresql://loader:{encoded}@127.0.0.1:1/stocks?connect_timeout=2"
+    )
     stack.put("CompanyNames/top_companies.txt", b"aapl")
     stack.put("Stocks/aapl.us.txt", GOOD)
     outcome = execute_batch(instance=instance)
     assert not outcome.success and "127.0.0.1" in outcome.error and "loader:***@" in outcome.error
     run = instance.get_run_by_id(outcome.run_id)
     message = format_notification(run_facts(instance, run, None), "P")
-    for text in (outcome.error, everything_recorded(instance, outcome.run_id), message.body, repr(run.run_config),
-                 repr(run.tags)):
+    for text in (
+        outcome.error,
+        everything_recorded(instance, outcome.run_id),
+        message.body,
+        repr(run.run_config),
+        repr(run.tags),
+    ):
         for fragment in (password, encoded, *fragments):
             assert fragment not in text
 

@@ -1,6 +1,7 @@
 """The S3 marker sensor's ticks: run keys, partition requests and cursor, against moto's HTTP server."""
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
@@ -69,6 +70,7 @@ def sensor_env(stack, monkeypatch: pytest.MonkeyPatch):
 def upload_in_a_new_second(stack, key: str) -> datetime:
     """Upload `key` so that its LastModified differs from the previous upload's (S3 has one-second resolution):
     re-upload until it does, instead of sleeping a fixed second."""
+
     def modified() -> datetime | None:
         objects = stack.s3.list_objects_v2(Bucket=stack.bucket, Prefix=key).get("Contents", [])
         return objects[0]["LastModified"] if objects else None
@@ -91,8 +93,6 @@ def tick(instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorRe
         return sensor(context)
 
 
-
-
 @pytest.mark.integration
 class TestSensorTicks:
     def test_no_marker_skips_with_a_reason(self, sensor_env, instance) -> None:
@@ -106,7 +106,10 @@ class TestSensorTicks:
         [request] = result.run_requests
         assert request.run_key.startswith("batches/2026-11-23/.SUCCESS@")
         assert request.tags["stock_platform/marker"] == f"s3://{sensor_env.bucket}/batches/2026-11-23/.SUCCESS"
-        assert (request.tags["dagster/asset_partition_range_start"], request.tags["dagster/asset_partition_range_end"]) == ("aapl", "msft")
+        assert (
+            request.tags["dagster/asset_partition_range_start"],
+            request.tags["dagster/asset_partition_range_end"],
+        ) == ("aapl", "msft")
         [partitions] = result.dynamic_partitions_requests
         assert list(partitions.partition_keys) == ["aapl", "msft"]  # ibm is not listed
 
@@ -150,8 +153,6 @@ class TestSensorTicks:
         assert len({r.run_key for r in tick(instance).run_requests}) == 2
 
     def test_more_than_1000_objects_are_paginated(self, sensor_env, instance) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
         with ThreadPoolExecutor(16) as pool:
             list(pool.map(lambda i: sensor_env.put(f"data/{i:05d}.csv", b"x"), range(1100)))
         sensor_env.put("zz/last.SUCCESS", b"")  # sorts after the first 1,000 keys

@@ -72,8 +72,10 @@ def test_a_rolled_back_run_says_nothing_was_committed_and_gives_the_real_row_cou
     assert execute_batch(instance=instance).success
     stack.put("Stocks/msft.us.txt", HEADER + rows(6))
     with stack.connect() as conn:  # a constraint the new rows break: PostgreSQL rolls the load back
-        conn.execute(f'ALTER TABLE "{stack.schema}"."{stack.table}" ADD CONSTRAINT small_volume '
-                     "CHECK (volume_traded < 105) NOT VALID")
+        conn.execute(
+            f'ALTER TABLE "{stack.schema}"."{stack.table}" ADD CONSTRAINT small_volume '
+            "CHECK (volume_traded < 105) NOT VALID"
+        )
     failed = execute_batch(instance=instance)
     assert not failed.success
     summary = failed.summary
@@ -100,7 +102,9 @@ def test_case_different_file_names_are_one_ambiguous_company(stack, instance) ->
     assert second.summary.names(CompanyStatus.AMBIGUOUS) == ["aapl"] and second.summary.commit is None
     assert stack.table_rows() == before  # neither file replaced the other
     assert stack.query("SELECT DISTINCT company_name FROM {t}") == [("aapl",)]
-    assert "Ambiguous, not loaded: aapl has several files (AAPL.us.txt, aapl.us.txt)" in message(instance, second.run_id)
+    assert "Ambiguous, not loaded: aapl has several files (AAPL.us.txt, aapl.us.txt)" in message(
+        instance, second.run_id
+    )
 
     stack.s3.delete_object(Bucket=stack.bucket, Key="Stocks/aapl.us.txt")  # the user keeps one
     third = execute_batch(instance=instance)

@@ -26,7 +26,11 @@ def test_definitions_load_with_the_expected_graph(env: None) -> None:
     batch_job = definitions.resolve_job_def("stock_batch_job")
     assert batch_job.tags["stock_platform/target"] == "historical_stocks_data"  # the run queue's limit applies
     checks_job = definitions.resolve_job_def("historical_stocks_data_checks_job")
-    assert {k.name for k in checks_job.asset_layer.asset_graph.asset_check_keys if k.asset_key.path == ["historical_stocks_data"]} >= {"has_unique_keys"}
+    assert {
+        k.name
+        for k in checks_job.asset_layer.asset_graph.asset_check_keys
+        if k.asset_key.path == ["historical_stocks_data"]
+    } >= {"has_unique_keys"}
     for key in ("company_stock_prices", "historical_stocks_data"):
         assert graph.get(dg.AssetKey(key)).partitions_def.name == "company"
 
@@ -34,7 +38,10 @@ def test_definitions_load_with_the_expected_graph(env: None) -> None:
 def test_optional_settings_fall_back_to_their_defaults(env: None) -> None:
     with dg.build_resources({"bucket": defs().resources["bucket"], "postgres": defs().resources["postgres"]}) as r:
         assert (r.bucket.stocks_prefix, r.bucket.company_list_key, r.bucket.output_key) == (
-            "Stocks/", "CompanyNames/top_companies.txt", "Output/historical_stock_data.csv")
+            "Stocks/",
+            "CompanyNames/top_companies.txt",
+            "Output/historical_stock_data.csv",
+        )
         assert Target(r.postgres.schema_name, r.postgres.table).name == "public.historical_stocks_data"
         assert "secret" not in r.postgres.safe_url()
 
@@ -51,5 +58,6 @@ def test_optional_settings_bind_to_their_variables(env: None, monkeypatch: pytes
 @pytest.mark.parametrize("name", ["drop table x", "a;b", 'a"b', "", "x" * 64])
 def test_hostile_table_names_are_refused(env: None, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     monkeypatch.setenv("STOCK_PLATFORM_TABLE", name)
-    with dg.build_resources({"postgres": defs().resources["postgres"]}) as r, pytest.raises(ValueError):
+    resources = {"postgres": defs().resources["postgres"]}
+    with dg.build_resources(resources) as r, pytest.raises(ValueError, match="not a valid identifier"):
         Target(r.postgres.schema_name, r.postgres.table)

@@ -30,25 +30,38 @@ SUMMARY = RunSummary(
     missing=("zzzz.us.csv",),
     stale=StaleCompanies(("gone",), 40),
     rejects_uri="s3://src/Rejected/r1/",
-    commit=Commit(tuple(f"c{i:03d}" for i in range(25)) + ("empt", "hdro"), 2_400, 75, 3, 0, version=7),
+    commit=Commit((*(f"c{i:03d}" for i in range(25)), "empt", "hdro"), 2_400, 75, 3, 0, version=7),
     table=TableState(rows=1_115_717, companies=497, min_date="1970-01-02", max_date="2017-11-10", version=7),
     extract=ExtractState("s3://src/Output/historical_stock_data.csv", 7, 1_115_717, regenerated=True),
 )
 
 
 def test_success_message_says_what_the_run_did() -> None:
-    facts = RunFacts("r1", "stock_batch_job", SUCCESS, "marker s3://m/.SUCCESS", 42.5, SUMMARY, run_url="http://ui/runs/r1")
+    facts = RunFacts(
+        "r1", "stock_batch_job", SUCCESS, "marker s3://m/.SUCCESS", 42.5, SUMMARY, run_url="http://ui/runs/r1"
+    )
     n = format_notification(facts, "Stocks")
     assert n.subject == "Stocks_Pipeline_Success"
     assert n.attributes == {"status": "SUCCESS", "job": "stock_batch_job"}
-    for text in ("Run r1 of stock_batch_job succeeded.", "Duration: 42.5 s", "Triggered by: marker s3://m/.SUCCESS",
-                 "http://ui/runs/r1", "loaded 25", "unchanged since their last load 1", "listed but missing 1",
-                 "rows read 2500 = valid 2475 + rejected 25 + duplicates dropped 0",
-                 "Loaded: c000, c001", "and 5 more",  # names up to the cap, then a count
-                 "Listed but missing: zzzz.us.csv", "Empty: empt, hdro", "Rejected rows: s3://src/Rejected/r1/",
-                 "Committed: 27 companies' rows replaced (inserted 2400, updated 75, deleted 3",
-                 "Table now: 1115717 rows, 497 companies", "no longer listed: 1 companies, 40 rows (gone)",
-                 "Output CSV: s3://src/Output/historical_stock_data.csv (rewritten)"):
+    for text in (
+        "Run r1 of stock_batch_job succeeded.",
+        "Duration: 42.5 s",
+        "Triggered by: marker s3://m/.SUCCESS",
+        "http://ui/runs/r1",
+        "loaded 25",
+        "unchanged since their last load 1",
+        "listed but missing 1",
+        "rows read 2500 = valid 2475 + rejected 25 + duplicates dropped 0",
+        "Loaded: c000, c001",
+        "and 5 more",  # names up to the cap, then a count
+        "Listed but missing: zzzz.us.csv",
+        "Empty: empt, hdro",
+        "Rejected rows: s3://src/Rejected/r1/",
+        "Committed: 27 companies' rows replaced (inserted 2400, updated 75, deleted 3",
+        "Table now: 1115717 rows, 497 companies",
+        "no longer listed: 1 companies, 40 rows (gone)",
+        "Output CSV: s3://src/Output/historical_stock_data.csv (rewritten)",
+    ):
         assert text in n.body
     assert "Failed step" not in n.body
 
@@ -120,11 +133,16 @@ def run_event(instance: dg.DagsterInstance, run_id: str, event_type: dg.DagsterE
     return record.event_log_entry.dagster_event
 
 
-def evaluate(name: str, instance: dg.DagsterInstance, run_id: str, event_type: dg.DagsterEventType, sns: RecordingSNS) -> None:
+def evaluate(
+    name: str, instance: dg.DagsterInstance, run_id: str, event_type: dg.DagsterEventType, sns: RecordingSNS
+) -> None:
     run = instance.get_run_by_id(run_id)
     context = dg.build_run_status_sensor_context(
-        sensor_name=name, dagster_event=run_event(instance, run_id, event_type), dagster_instance=instance,
-        dagster_run=run, resources={"sns": sns},
+        sensor_name=name,
+        dagster_event=run_event(instance, run_id, event_type),
+        dagster_instance=instance,
+        dagster_run=run,
+        resources={"sns": sns},
     )
     if name == "notify_failure_sensor":
         context = context.for_run_failure()
@@ -158,7 +176,9 @@ def test_failure_sensor_names_the_failed_step(instance) -> None:
 def test_early_failure_before_any_step(instance) -> None:
     run = instance.create_run_for_job(good_job)
     instance.report_run_failed(run, "Could not load the code location: STOCK_PLATFORM_SOURCE_BUCKET is not set")
-    evaluate("notify_failure_sensor", instance, run.run_id, dg.DagsterEventType.RUN_FAILURE, RecordingSNS(topic_arn="t"))
+    evaluate(
+        "notify_failure_sensor", instance, run.run_id, dg.DagsterEventType.RUN_FAILURE, RecordingSNS(topic_arn="t")
+    )
     [(subject, body, _)] = RecordingSNS.sent
     assert subject.endswith("_Pipeline_Failure")
     assert "before any step ran" in body and "STOCK_PLATFORM_SOURCE_BUCKET is not set" in body
@@ -166,7 +186,13 @@ def test_early_failure_before_any_step(instance) -> None:
 
 def test_unreachable_sns_never_changes_the_run_and_is_retried_later(instance) -> None:
     run_id = good_job.execute_in_process(instance=instance).run_id
-    evaluate("notify_success_sensor", instance, run_id, dg.DagsterEventType.RUN_SUCCESS, RecordingSNS(topic_arn="t", fail=True))
+    evaluate(
+        "notify_success_sensor",
+        instance,
+        run_id,
+        dg.DagsterEventType.RUN_SUCCESS,
+        RecordingSNS(topic_arn="t", fail=True),
+    )
     run = instance.get_run_by_id(run_id)
     assert run.status == dg.DagsterRunStatus.SUCCESS and run.tags[NOTIFICATION_TAG] == "pending"
     assert RecordingSNS.sent == []
@@ -184,7 +210,9 @@ def test_unreachable_sns_never_changes_the_run_and_is_retried_later(instance) ->
 def test_canceled_run_is_reported_as_a_failure_that_says_so(instance) -> None:
     run = instance.create_run_for_job(good_job)
     instance.report_run_canceled(run)
-    evaluate("notify_canceled_sensor", instance, run.run_id, dg.DagsterEventType.RUN_CANCELED, RecordingSNS(topic_arn="t"))
+    evaluate(
+        "notify_canceled_sensor", instance, run.run_id, dg.DagsterEventType.RUN_CANCELED, RecordingSNS(topic_arn="t")
+    )
     [(subject, body, attributes)] = RecordingSNS.sent
     assert subject == "StockPlatform_Pipeline_Failure" and attributes["status"] == "CANCELED"
     assert "was CANCELED" in body

@@ -71,7 +71,10 @@ def test_hostile_file_names_are_never_companies(name: str) -> None:
     assert name in selection.invalid_names
 
 
-@pytest.mark.parametrize(("company", "valid"), [("aapl", True), ("abr_c", True), ("tdw-ws-b", True), ("", False), ("a..b", False), ("a" * 101, False)])
+@pytest.mark.parametrize(
+    ("company", "valid"),
+    [("aapl", True), ("abr_c", True), ("tdw-ws-b", True), ("", False), ("a..b", False), ("a" * 101, False)],
+)
 def test_company_keys(company: str, valid: bool) -> None:
     assert is_valid_company(company) is valid
 
