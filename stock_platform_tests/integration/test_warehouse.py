@@ -1,0 +1,103 @@
+"""warehouse.py against a real PostgreSQL, without Dagster: loads, merges, versions, prune, export, findings."""
+
+import datetime as dt
+import io
+
+import psycopg
+import pyarrow as pa
+import pytest
+
+from stock_platform.batch import warehouse
+from stock_platform.batch.quality import CONSISTENT_OHLC, NON_NEGATIVE_VOLUME, ROWS_MATCH_LEDGER, UNIQUE_KEYS
+from stock_platform.batch.schema import ARROW_SCHEMA, prepare_tables
+from stock_platform.resources.postgres import PostgresResource
+
+pytestmark = pytest.mark.integration
+
+
+def frame(company: str, closes: list[float], etag: str = "e1", start: int = 1) -> pa.Table:
+    n = len(closes)
+    table = pa.table(
+        {
+            "stock_date": [dt.date(2017, 11, start + i) for i in range(n)],
+            "open_value": [10.0] * n,
+            "high_value": [max(11.0, c) for c in closes],
+            "low_value": [9.0] * n,
+            "close_value": closes,
+            "volume_traded": [100] * n,
+            "daily_percent_change": [(c - 10.0) / 10.0 * 100 for c in closes],
+            "value_change": [c - 10.0 for c in closes],
+            "company_name": [company] * n,
+        },
+        schema=ARROW_SCHEMA,
+    )
+    return table.replace_schema_metadata(
+        {warehouse.SOURCE_KEY: f"Stocks/{company}.us.txt".encode(), warehouse.SOURCE_ETAG: etag.encode()}
+    )
+
+
+@pytest.fixture
+def target(stack) -> tuple[PostgresResource, warehouse.Target]:
+    postgres = PostgresResource(url=stack.database_url, schema_name=stack.schema)
+    prepare_tables(postgres.engine(), stack.schema, postgres.table)
+    return postgres, warehouse.Target(stack.schema, postgres.table)
+
+
+def test_copy_then_merge_counts_come_from_the_database(stack, target) -> None:
+    postgres, t = target
+    with postgres.connect() as conn:
+        first = warehouse.replace_companies(
+            conn, t, {"aapl": frame("aapl", [10.5, 11.0]), "ge": frame("ge", [9.5])}, "r1"
+        )
+        assert (first.rows_inserted, first.rows_updated, first.rows_deleted, first.version) == (3, 0, 0, 1)
+        # aapl: one value corrected, one date dropped, one added; ge untouched by this load.
+        second = warehouse.replace_companies(conn, t, {"aapl": frame("aapl", [10.75], etag="e2", start=2)}, "r2")
+        assert (second.rows_inserted, second.rows_updated, second.rows_deleted) == (0, 1, 1)
+        assert second.companies == ("aapl",) and second.version == 2
+        again = warehouse.replace_companies(conn, t, {"aapl": frame("aapl", [10.75], etag="e2", start=2)}, "r3")
+        assert (again.rows_inserted, again.rows_updated, again.rows_unchanged, again.changed) == (0, 0, 1, False)
+        assert warehouse.loaded_etags(conn, t) == {"aapl": "e2", "ge": "e1"}
+        state = warehouse.table_state(conn, t)
+    assert (state.rows, state.companies, state.version) == (2, 2, 3)
+    assert stack.query("SELECT company_name, stock_date, close_value FROM {t} ORDER BY 1, 2") == [
+        ("aapl", dt.date(2017, 11, 2), 10.75),
+        ("ge", dt.date(2017, 11, 1), 9.5),
+    ]
+
+
+def test_a_failed_load_changes_neither_rows_nor_ledger_nor_version(stack, target) -> None:
+    postgres, t = target
+    with postgres.connect() as conn:
+        warehouse.replace_companies(conn, t, {"aapl": frame("aapl", [10.5])}, "r1")
+        bad = frame("msft", [10.5]).set_column(5, "volume_traded", pa.array([None], pa.int64()))
+        bad = bad.replace_schema_metadata(frame("msft", [1.0]).schema.metadata)
+        conn.execute(
+            f'ALTER TABLE "{stack.schema}"."{t.table}" ADD CONSTRAINT has_volume CHECK (volume_traded IS NOT NULL)'
+        )
+        with pytest.raises(psycopg.errors.CheckViolation):
+            warehouse.replace_companies(conn, t, {"msft": bad, "ge": frame("ge", [1.0])}, "r2")
+        assert warehouse.loaded_etags(conn, t) == {"aapl": "e1"}
+        assert warehouse.table_state(conn, t).version == 1
+    assert stack.query("SELECT count(*) FROM {t}") == [(1,)]
+
+
+def test_prune_stale_export_and_findings(stack, target) -> None:
+    postgres, t = target
+    with postgres.connect() as conn:
+        warehouse.replace_companies(conn, t, {c: frame(c, [10.5, 12.0]) for c in ("aapl", "ge", "msft")}, "r1")
+        stale = warehouse.stale_companies(conn, t, ["aapl"])
+        assert (stale.names, stale.rows) == (("ge", "msft"), 4)
+        pruned = warehouse.prune(conn, t, stale.names, "r2")
+        assert (pruned.pruned, pruned.rows_deleted, pruned.version) == (("ge", "msft"), 4, 2)
+        assert warehouse.stale_companies(conn, t, ["aapl"]).names == ()
+
+        sink = io.BytesIO()
+        exported = warehouse.export_csv(conn, t, sink, header=False)
+        assert (exported.rows, exported.version) == (2, 2)
+        assert sink.getvalue().decode().splitlines()[0] == "2017-11-01,10,11,9,10.5,100,5,0.5,aapl"
+
+        conn.execute(f'UPDATE "{stack.schema}"."{t.table}" SET low_value = 20, volume_traded = -1')
+        findings = warehouse.quality_findings(conn, t, today=dt.date(2026, 11, 23))
+    assert findings[CONSISTENT_OHLC.name].count == 2 and findings[NON_NEGATIVE_VOLUME.name].count == 2
+    assert findings[NON_NEGATIVE_VOLUME.name].samples == ["aapl 2017-11-01", "aapl 2017-11-02"]
+    assert findings[UNIQUE_KEYS.name].passed and findings[ROWS_MATCH_LEDGER.name].passed
