@@ -41,8 +41,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	VIRTUAL_ENV=$(abspath $(VENV)) STOCK_PLATFORM_SOURCE_BUCKET=lint STOCK_PLATFORM_DATABASE_URL=postgresql://lint@localhost/lint \
-	  $(BIN)/dg check defs
+	@# dg loads an instance: a throwaway one, so the repository's production dagster.yaml is not read.
+	home=$$(mktemp -d) && printf 'telemetry:\n  enabled: false\n' > $$home/dagster.yaml && \
+	  DAGSTER_HOME=$$home VIRTUAL_ENV=$(abspath $(VENV)) STOCK_PLATFORM_SOURCE_BUCKET=lint \
+	  STOCK_PLATFORM_DATABASE_URL=postgresql://lint@localhost/lint $(BIN)/dg check defs; status=$$?; rm -rf $$home; exit $$status
 
 ## Lint, then unit and integration tests (moto's HTTP server, embedded PostgreSQL, the real Dagster daemon, Chromium).
 test: $(STAMP) browser lint

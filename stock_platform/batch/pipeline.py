@@ -313,8 +313,27 @@ class BatchRun:
                 summary = replace(summary, table=warehouse.table_state(conn, self.target))
         except Exception:  # noqa: BLE001 - the database may be what failed; the summary then says "unknown"
             summary = replace(summary, table=None)
+        if summary.extract is None and summary.table is not None:
+            summary = replace(summary, extract=self._extract_as_it_stands())
         self.summary = summary
         return summary
+
+    def _extract_as_it_stands(self) -> ExtractState | None:
+        """The Output CSV's recorded version, so a failed run says whether the extract is now older than the table."""
+        try:
+            meta = self.bucket.head_metadata(self.bucket.output_key)
+        except Exception:  # noqa: BLE001 - S3 may be what failed; then the summary says nothing about the extract
+            return None
+        if meta is None:
+            return None
+        version = meta.get(EXTRACT_VERSION)
+        rows = meta.get(EXTRACT_ROWS)
+        return ExtractState(
+            self.bucket.uri(self.bucket.output_key),
+            int(version) if version and version.isdigit() else None,
+            int(rows) if rows and rows.isdigit() else None,
+            regenerated=False,
+        )
 
     def _fetch_and_parse(self, todo: dict[str, S3Object]) -> dict[str, ParsedFile]:
         max_bytes = self.policy.max_file_bytes

@@ -1,6 +1,6 @@
 """Parse, validate and transform one company's CSV file. Pure pyarrow: no Dagster, no I/O.
 
-The row contract (README "Data rules") lives here and nowhere else:
+The row contract (docs/data-rules.md) lives here and nowhere else:
 - a file is read as text: UTF-8 (and, failing that, Latin-1), or UTF-16 or UTF-32 (LE or BE) when it starts with
   that encoding's byte-order mark; a file starting with the gzip magic bytes 1f 8b, whatever its name, is read
   once decompressed, up to `max_decompressed_bytes` (512 MiB) of content;
@@ -25,9 +25,9 @@ The row contract (README "Data rules") lives here and nowhere else:
 - a repeated date keeps its last valid occurrence, the earlier ones count as duplicates;
 - every row read is loaded, rejected (with its reason) or counted as a duplicate.
 
-A file that loads never passes its rows through Python objects: pyarrow parses and validates column-at-a-time,
-which is what keeps a 1,000-file batch within a second of parse time (README "Performance"). Only the evidence of
-a line that cannot be split, or of a file rejected whole, is built line by line.
+A file that loads never passes its rows through Python objects: pyarrow parses and validates column-at-a-time
+(`make bench` measures it against a script without Dagster). Only the evidence of a line that cannot be split, or
+of a file rejected whole, is built line by line.
 """
 
 from __future__ import annotations

@@ -120,9 +120,17 @@ class S3Bucket(S3Resource):
         keys = [o.key for o in self.list_objects(prefix)]
         for start in range(0, len(keys), 1000):
             chunk = keys[start : start + 1000]
-            self.get_client().delete_objects(
+            response = self.get_client().delete_objects(
                 Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
             )
+            # DeleteObjects answers 200 even when some keys were refused (AccessDenied): they are listed here.
+            errors = response.get("Errors", [])
+            if errors:
+                first = errors[0]
+                raise RuntimeError(
+                    f"Could not delete {len(errors)} objects under {self.uri(prefix)}, e.g. "
+                    f"{self.uri(first.get('Key', ''))}: {first.get('Code')} {first.get('Message', '')}".strip()
+                )
         return len(keys)
 
 

@@ -150,3 +150,20 @@ def test_companies_that_leave_the_list_are_named_and_pruned_only_on_request(stac
     assert stack.query('SELECT company_name FROM {s}."historical_stocks_data_loads"') == [("aapl",)]
     assert stack.keys("Processed/") == ["Processed/company=aapl/prices.parquet"]
     assert [r[8] for r in extract_rows(stack)] == ["aapl"] * 3  # the extract follows the table
+
+
+def test_a_failed_run_after_a_commit_calls_the_old_extract_stale(stack, instance, monkeypatch) -> None:
+    put_list(stack, "aapl.us.csv")
+    stack.put("Stocks/aapl.us.txt", HEADER + rows(3))
+    assert execute_batch(instance=instance).success
+    stack.put("Stocks/aapl.us.txt", HEADER + rows(4))
+    fault = lambda method, path, n: 500 if method in ("PUT", "POST") and "/Output/" in path else None  # noqa: E731
+    with FlakyProxy(stack.endpoint, fault) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        monkeypatch.setenv("STOCK_PLATFORM_S3_MAX_ATTEMPTS", "2")
+        failed = execute_batch(instance=instance)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", stack.endpoint)
+    assert not failed.success and failed.summary is not None
+    assert failed.summary.extract is not None and failed.summary.table is not None
+    assert failed.summary.extract.version == failed.summary.table.version - 1
+    assert "(STALE (older than the table; the next run rewrites it))" in message(instance, failed.run_id)
