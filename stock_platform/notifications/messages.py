@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from stock_platform.batch.summary import RunSummary, describe
+from stock_platform.batch.summary import RunSummary, capped, describe
 
 SUBJECT_LIMIT = 100  # SNS: ASCII, at most 100 characters
 ERROR_LINES = 8
@@ -34,6 +34,9 @@ class RunFacts:
     error: str | None = None
     failed_checks: Sequence[str] = ()
     run_url: str | None = None
+    # Companies whose rows the run recorded as committed (historical_stocks_data materializations): what a run that
+    # stopped without a summary (canceled, its process killed) is known to have committed.
+    committed_companies: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,12 @@ def format_notification(facts: RunFacts, prefix: str) -> Notification:
         lines.append(f"Run in the Dagster UI: {facts.run_url}")
     if facts.summary is not None:
         lines += ["", *describe(facts.summary)]
+    elif facts.committed_companies:
+        lines += [
+            "",
+            f"The run recorded no batch summary, but it committed the rows of {len(facts.committed_companies)} "
+            f"companies before it ended: {capped(facts.committed_companies)}",
+        ]
     elif success:
         lines += ["", "The run recorded no batch summary."]
     else:

@@ -12,6 +12,7 @@ from typing import Any
 
 import dagster as dg
 
+from stock_platform.batch.keys import HISTORICAL_STOCKS_DATA
 from stock_platform.batch.metadata import read_summary
 from stock_platform.batch.summary import RunSummary, root_error
 from stock_platform.notifications.messages import RunFacts, RunOutcome, format_notification
@@ -84,6 +85,17 @@ def _failure(instance: dg.DagsterInstance, run_id: str, outcome: RunOutcome) -> 
     return None, error
 
 
+def _committed_companies(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    return sorted(
+        {
+            m.partition
+            for m in (r.asset_materialization for r in records)
+            if m is not None and m.asset_key == HISTORICAL_STOCKS_DATA and m.partition
+        }
+    )
+
+
 def _failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     names: set[str] = set()
     for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records:
@@ -99,17 +111,19 @@ def run_facts(instance: dg.DagsterInstance, run: dg.DagsterRun, ui_base_url: str
     stats = instance.get_run_stats(run.run_id)
     duration = stats.end_time - stats.start_time if stats.start_time and stats.end_time else None
     failed_step, error = (None, None) if outcome is RunOutcome.SUCCESS else _failure(instance, run.run_id, outcome)
+    summary = run_summary(instance, run.run_id)
     return RunFacts(
         run_id=run.run_id,
         job_name=run.job_name,
         status=outcome,
         trigger=_trigger(run),
         duration_s=duration,
-        summary=run_summary(instance, run.run_id),
+        summary=summary,
         failed_step=failed_step,
         error=error,
         failed_checks=_failed_checks(instance, run.run_id),
         run_url=f"{ui_base_url.rstrip('/')}/runs/{run.run_id}" if ui_base_url else None,
+        committed_companies=_committed_companies(instance, run.run_id) if summary is None else (),
     )
 
 

@@ -216,3 +216,10 @@ def test_canceled_run_is_reported_as_a_failure_that_says_so(instance) -> None:
     [(subject, body, attributes)] = RecordingSNS.sent
     assert subject == "StockPlatform_Pipeline_Failure" and attributes["status"] == "CANCELED"
     assert "was CANCELED" in body
+
+
+def test_a_run_without_a_summary_says_what_it_is_known_to_have_committed() -> None:
+    stopped = RunFacts("r5", "j", CANCELED, "t", committed_companies=["aapl", "msft"])
+    assert "committed the rows of 2 companies before it ended: aapl, msft" in format_notification(stopped, "P").body
+    nothing = format_notification(RunFacts("r6", "j", CANCELED, "t"), "P").body
+    assert "no batch summary and no commit" in nothing
