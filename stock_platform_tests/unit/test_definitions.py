@@ -1,5 +1,9 @@
 """The code location loads and shows the whole platform; settings bind to their documented variables."""
 
+import os
+import subprocess
+import sys
+
 import dagster as dg
 import pytest
 
@@ -61,3 +65,13 @@ def test_hostile_table_names_are_refused(env: None, monkeypatch: pytest.MonkeyPa
     resources = {"postgres": defs().resources["postgres"]}
     with dg.build_resources(resources) as r, pytest.raises(ValueError, match="not a valid identifier"):
         Target(r.postgres.schema_name, r.postgres.table)
+
+
+def test_the_definitions_never_import_the_local_stack(env: None) -> None:
+    # A fresh interpreter: what the code location (and the production image) imports to load the platform.
+    code = (
+        "import sys; from stock_platform.definitions import defs; defs(); "
+        "print(sorted(m for m in sys.modules if m.startswith(('stock_platform.local', 'moto', 'pgserver'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ)
+    assert out.stdout.strip() == "[]"
