@@ -116,21 +116,18 @@ class S3Bucket(S3Resource):
         return self.head_metadata(key) is not None
 
     def delete_prefix(self, prefix: str) -> int:
-        """Delete every object under `prefix` (1,000 per request); return how many were deleted."""
+        """Delete every object under `prefix`; return how many were deleted.
+
+        One DeleteObject per key rather than a batched DeleteObjects: a prefix here holds one company's frame, and
+        per-key requests are authorised (and fail, when refused) per key, which a least-privilege policy scoped to
+        a prefix relies on.
+        """
         keys = [o.key for o in self.list_objects(prefix)]
-        for start in range(0, len(keys), 1000):
-            chunk = keys[start : start + 1000]
-            response = self.get_client().delete_objects(
-                Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
-            )
-            # DeleteObjects answers 200 even when some keys were refused (AccessDenied): they are listed here.
-            errors = response.get("Errors", [])
-            if errors:
-                first = errors[0]
-                raise RuntimeError(
-                    f"Could not delete {len(errors)} objects under {self.uri(prefix)}, e.g. "
-                    f"{self.uri(first.get('Key', ''))}: {first.get('Code')} {first.get('Message', '')}".strip()
-                )
+        for key in keys:
+            try:
+                self.get_client().delete_object(Bucket=self.bucket, Key=key)
+            except ClientError as error:
+                raise RuntimeError(f"Could not delete {self.uri(key)}: {error}") from error
         return len(keys)
 
 

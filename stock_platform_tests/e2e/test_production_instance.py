@@ -1,10 +1,13 @@
 """The production dagster.yaml boots against a real PostgreSQL and carries a run and sensor ticks.
 
 Dagster's storage goes to a fresh database on the test server (embedded or STOCK_PLATFORM_TEST_DATABASE_URL);
-credentials come from the DAGSTER_PG_* variables, as in production.
+credentials come from the DAGSTER_PG_* variables, as in production, and DAGSTER_PG_PORT from the image's default
+(the Dockerfile's ENV) unless the server listens elsewhere.
 """
 
 import os
+import re
+import shlex
 import shutil
 import time
 import uuid
@@ -21,17 +24,30 @@ from stock_platform_tests.processes import dagster_command, running
 pytestmark = [pytest.mark.integration, pytest.mark.daemon]
 
 
+def image_defaults() -> dict[str, str]:
+    """The Dockerfile's ENV: what every container of the image starts with."""
+    text = re.sub(r"\\\n", " ", (PROJECT_ROOT / "Dockerfile").read_text())
+    return dict(p.split("=", 1) for line in text.splitlines() if line.startswith("ENV ") for p in shlex.split(line[4:]))
+
+
 @pytest.fixture
 def production_home(stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     database = f"dagster_{uuid.uuid4().hex[:8]}"
     with stack.connect() as conn:
         conn.execute(f'CREATE DATABASE "{database}"')
     url = make_url(stack.database_url)
+    env = {"DAGSTER_PG_PORT": image_defaults()["DAGSTER_PG_PORT"]}
+    if url.port and str(url.port) != env["DAGSTER_PG_PORT"]:
+        env["DAGSTER_PG_PORT"] = str(url.port)
     if url.host:
-        env = {"DAGSTER_PG_HOST": url.host, "DAGSTER_PG_PORT": str(url.port or 5432)}
+        env["DAGSTER_PG_HOST"] = url.host
     else:  # the embedded server listens on a unix socket: an empty host makes libpq use PGHOST
-        env = {"DAGSTER_PG_HOST": "", "DAGSTER_PG_PORT": "5432", "PGHOST": url.query["host"]}
-    env |= {"DAGSTER_PG_USERNAME": url.username or "postgres", "DAGSTER_PG_PASSWORD": url.password or "", "DAGSTER_PG_DB": database}
+        env |= {"DAGSTER_PG_HOST": "", "PGHOST": url.query["host"]}
+    env |= {
+        "DAGSTER_PG_USERNAME": url.username or "postgres",
+        "DAGSTER_PG_PASSWORD": url.password or "",
+        "DAGSTER_PG_DB": database,
+    }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     home = tmp_path / "dagster_home"
@@ -54,17 +70,19 @@ def test_production_instance_stores_runs_in_postgres_and_runs_the_sensor(stack, 
     sample.upload(sample.generate(companies=10, listed=6, min_rows=50, max_rows=80), stack.put)
     stack.put("batch.SUCCESS", b"")
     env = {**os.environ, "STOCK_PLATFORM_SENSOR_INTERVAL_SECONDS": "2"}
-    with running(dagster_command("dagster-daemon", "run"), env):
-        with dg.DagsterInstance.from_config(str(production_home)) as instance:
-            deadline = time.monotonic() + 150
-            runs = []
-            while time.monotonic() < deadline:
-                runs = instance.get_runs()
-                if runs and runs[0].is_finished:
-                    break
-                time.sleep(2)
-            assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS, runs
-            run = runs[0]
-            assert run.tags["stock_platform/target"] == "historical_stocks_data"  # the coordinator's limit key
-            assert instance.get_dynamic_partitions("company")  # the sensor's partition requests landed in PG
+    with (
+        running(dagster_command("dagster-daemon", "run"), env),
+        dg.DagsterInstance.from_config(str(production_home)) as instance,
+    ):
+        deadline = time.monotonic() + 150
+        runs = []
+        while time.monotonic() < deadline:
+            runs = instance.get_runs()
+            if runs and runs[0].is_finished:
+                break
+            time.sleep(2)
+        assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS, runs
+        run = runs[0]
+        assert run.tags["stock_platform/target"] == "historical_stocks_data"  # the coordinator's limit key
+        assert instance.get_dynamic_partitions("company")  # the sensor's partition requests landed in PG
     assert stack.query("SELECT count(DISTINCT company_name) FROM {t}")[0][0] > 0

@@ -73,6 +73,16 @@ def test_pipeline_runs_with_only_its_policy_and_nothing_more(enforcing_moto, sta
     assert outcome.notification_id is None and run.tags["stock_platform/notification"] == "pending"
     assert stack.query("SELECT count(DISTINCT company_name) FROM {t}")[0][0] > 0
 
+    # Pruning a company that left the list deletes its frame: the one deletion the policy allows.
+    listed = s3.get_object(Bucket=bucket, Key="CompanyNames/top_companies.txt")["Body"].read().decode()
+    first, rest = listed.split(",", 1)
+    gone = first.strip().strip("'\"").split(".")[0]
+    s3.put_object(Bucket=bucket, Key="CompanyNames/top_companies.txt", Body=rest.encode())
+    pruned = execute_batch(instance=instance, prune_unlisted=True)
+    assert pruned.success, pruned.error
+    assert pruned.summary is not None and pruned.summary.commit is not None and pruned.summary.commit.pruned == (gone,)
+    assert not s3.list_objects_v2(Bucket=bucket, Prefix=f"Processed/company={gone}/").get("Contents")
+
     as_pipeline = boto3.client("s3", endpoint_url=endpoint, **pipeline)
     as_pipeline.put_object(Bucket=bucket, Key="Output/allowed.csv", Body=b"x")
     for key in ("Stocks/evil.us.txt", "CompanyNames/top_companies.txt", "elsewhere/x"):
