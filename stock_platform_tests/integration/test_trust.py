@@ -167,3 +167,45 @@ def test_a_failed_run_after_a_commit_calls_the_old_extract_stale(stack, instance
     assert failed.summary.extract is not None and failed.summary.table is not None
     assert failed.summary.extract.version == failed.summary.table.version - 1
     assert "(STALE (older than the table; the next run rewrites it))" in message(instance, failed.run_id)
+
+
+def test_schema_drift_fails_the_run_before_any_write_and_names_each_difference(stack, instance) -> None:
+    put_list(stack, "aapl.us.csv")
+    stack.put("Stocks/aapl.us.txt", HEADER + rows(3))
+    assert execute_batch(instance=instance).success
+    with stack.connect() as conn:
+        conn.execute(f'ALTER TABLE "{stack.schema}"."{stack.table}" ALTER COLUMN close_value TYPE numeric(6,1)')
+    before, extract = stack.table_rows(), stack.get("Output/historical_stock_data.csv")
+    stack.put("Stocks/aapl.us.txt", HEADER + rows(3, close=10.55))
+    failed = execute_batch(instance=instance)
+    assert not failed.success
+    assert "column close_value: expected double precision, found numeric(6,1)" in (failed.error or "")
+    assert stack.table_rows() == before and stack.get("Output/historical_stock_data.csv") == extract
+    assert stack.keys("Rejected/") == [] and failed.summary is not None and failed.summary.commit is None
+    assert "expected double precision, found numeric(6,1)" in message(instance, failed.run_id)
+
+
+def test_a_legacy_table_is_refused_with_the_migration_command(stack, instance) -> None:
+    columns = ", ".join(
+        f"{c} VARCHAR(56)"
+        for c in (
+            "stock_date",
+            "open_value",
+            "high_value",
+            "low_value",
+            "close_value",
+            "volume_traded",
+            "daily_percent_change",
+            "value_change",
+            "company_name",
+        )
+    )
+    with stack.connect() as conn:
+        conn.execute(f'CREATE TABLE "{stack.schema}"."{stack.table}" ({columns})')
+        conn.execute(f"""INSERT INTO "{stack.schema}"."{stack.table}" VALUES
+            ('2017-11-10', '1', '2', '0.5', '1.5', '10', '50', '0.5', 'AAPL')""")
+    put_list(stack, "aapl.us.csv")
+    stack.put("Stocks/aapl.us.txt", HEADER + rows(3))
+    failed = execute_batch(instance=instance)
+    assert not failed.success and "stock-platform migrate-legacy" in (failed.error or "")
+    assert stack.query("SELECT company_name FROM {t}") == [("AAPL",)]  # untouched until the user migrates
