@@ -1,11 +1,17 @@
-"""Fault injectors for the fault tests: a flaky HTTP proxy in front of moto, and PostgreSQL helpers."""
+"""Fault injectors for the fault tests: a flaky HTTP proxy in front of moto, and PostgreSQL locks a test holds
+to stop a load at a known point (never a timer), with the queries that show where it stopped."""
 
 import http.client
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
+
+import psycopg
+
+from stock_platform.batch.warehouse import Target
 
 
 class FlakyProxy:
@@ -81,35 +87,61 @@ class FlakyProxy:
         self.server.server_close()
 
 
-SLOW_TRIGGER = """
-CREATE FUNCTION {schema}.slow_{name}() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN IF NEW.company_name = '{company}' THEN PERFORM pg_sleep({seconds}); END IF; RETURN NEW; END $$;
-CREATE TRIGGER slow_{name} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {schema}.slow_{name}();
-"""
+@contextmanager
+def holding_table_lock(stack) -> Iterator[psycopg.Connection]:
+    """Hold the table's load lock (the advisory lock every load takes) in an open transaction, as a load would."""
+    with stack.connect() as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (table_lock_key(stack),))
+        yield conn
 
 
-def slow_down(stack, company: str, seconds: float, name: str = "load") -> None:
-    """Make the load of one company's first row take `seconds` inside COPY (once per row: keep the file short)."""
+def table_lock_key(stack) -> str:
+    return Target(stack.schema, stack.table).lock_key
+
+
+def waiting_for_table_lock(stack) -> list[int]:
+    """Backends waiting for the table's load lock right now."""
     with stack.connect() as conn:
-        conn.execute(SLOW_TRIGGER.format(schema=f'"{stack.schema}"', table=f'"{stack.schema}"."{stack.table}"',
-                                         company=company, seconds=seconds, name=name))
+        return lock_waiters(conn, table_lock_key(stack))
 
 
-def copy_backends(stack) -> list[int]:
-    """PIDs of backends running a COPY into the test schema right now."""
+def lock_waiters(conn: psycopg.Connection, key: str) -> list[int]:
+    """Backends waiting for the advisory lock on `hashtextextended(key, 0)`, the key the warehouse locks."""
+    # An advisory lock on one bigint key shows in pg_locks as its high and low 32 bits (classid, objid), objsubid 1.
+    query = """
+        SELECT pid FROM pg_locks
+        WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1
+          AND ((classid::bigint << 32) | objid::bigint) = hashtextextended(%s, 0)
+    """
+    return [r[0] for r in conn.execute(query, (key,)).fetchall()]
+
+
+@contextmanager
+def holding_row(stack, company: str, stock_date: str) -> Iterator[int]:
+    """Insert a row with this key in a transaction left open: a load writing the same key waits for it.
+
+    Yields the holding backend's pid; the row is rolled back at the end. The row copies an existing row's values,
+    so it satisfies whatever the table's columns require.
+    """
+    with stack.connect() as conn, conn.transaction(force_rollback=True):
+        conn.execute(f"CREATE TEMP TABLE blocking_row ON COMMIT DROP AS SELECT * FROM {table(stack)} LIMIT 1")
+        conn.execute("UPDATE blocking_row SET company_name = %s, stock_date = %s", (company, stock_date))
+        conn.execute(f"INSERT INTO {table(stack)} SELECT * FROM blocking_row")
+        yield conn.info.backend_pid
+
+
+def blocked_by(stack, pid: int) -> list[tuple[int, str]]:
+    """(pid, query) of the backends waiting for a lock that backend `pid` holds."""
     with stack.connect() as conn:
-        rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE query ILIKE 'COPY%%' AND query LIKE %s AND state = 'active'",
-            (f'%{stack.schema}%',),
+        return conn.execute(
+            "SELECT pid, query FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", (pid,)
         ).fetchall()
-    return [r[0] for r in rows]
 
 
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+def backend_exists(stack, pid: int) -> bool:
+    with stack.connect() as conn:
+        return bool(conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()[0])
+
+
+def table(stack) -> str:
+    return f'"{stack.schema}"."{stack.table}"'

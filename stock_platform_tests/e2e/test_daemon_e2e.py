@@ -6,31 +6,40 @@ process group is killed at the end whatever happens.
 """
 
 import os
-import time
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from subprocess import Popen
 
 import dagster as dg
 import pytest
 
 from stock_platform.local import sample
-from stock_platform.local.stack import create_notification_sink, write_local_instance
-from stock_platform_tests.processes import dagster_command, running
+from stock_platform.local.stack import (
+    NotificationSink,
+    create_notification_sink,
+    stop_process_group,
+    write_local_instance,
+)
+from stock_platform_tests.processes import STOP_TIMEOUT_S, dagster_command, running
+from stock_platform_tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.daemon]
 
-WAIT_S = 120
+# Bounds on waits for something that must happen; reached only if it never does (a hang), never on a slow machine.
+HANG_S = 600
+MARKER = "incoming/.SUCCESS"
 
 
-def wait_for_messages(sink, count: int, deadline_s: float = WAIT_S, settle_s: float = 8.0) -> list[dict]:
-    """Wait until `count` messages arrived, then a little longer to catch any extra (duplicate) message."""
-    received: list[dict] = []
-    deadline = time.monotonic() + deadline_s
-    while len(received) < count and time.monotonic() < deadline:
-        received += sink.receive(wait_seconds=1)
-    settle = time.monotonic() + settle_s
-    while time.monotonic() < settle:
-        received += sink.receive(wait_seconds=1)
-    return received
+@dataclass
+class Daemon:
+    sink: NotificationSink
+    home: Path
+    log: Path
+    process: Popen
+
+    def stop(self) -> None:
+        stop_process_group(self.process, STOP_TIMEOUT_S)
 
 
 @pytest.fixture
@@ -45,35 +54,59 @@ def daemon(stack, tmp_path: Path):
         "STOCK_PLATFORM_NOTIFY_PREFIX": "E2E",
         "STOCK_PLATFORM_SENSOR_INTERVAL_SECONDS": "2",
     }
-    with running(dagster_command("dagster-daemon", "run"), env, tmp_path / "daemon.log"):
-        yield sink, home, tmp_path / "daemon.log"
+    log = tmp_path / "daemon.log"
+    with running(dagster_command("dagster-daemon", "run"), env, log) as process:
+        yield Daemon(sink, home, log, process)
+
+
+def next_message(daemon: Daemon, what: str) -> dict:
+    """The next notification delivered; a second one in the same batch fails the test (one message per run)."""
+    [message] = wait_until(lambda: daemon.sink.receive(wait_seconds=1), timeout=HANG_S, what=what)
+    return message
+
+
+def upload_marker(stack, previous: datetime | None = None) -> datetime:
+    """Upload the marker; a re-upload is new to the sensor only once S3 gives it a later LastModified.
+
+    LastModified has one-second resolution and is part of the marker's run key: an upload within the second of
+    the previous one is the same upload to the sensor (no run), so upload again until S3 records a new second.
+    """
+
+    def upload() -> datetime | None:
+        stack.put(MARKER, b"")
+        modified = stack.s3.head_object(Bucket=stack.bucket, Key=MARKER)["LastModified"]
+        return modified if previous is None or modified > previous else None
+
+    return wait_until(upload, timeout=HANG_S, what="an upload with a new LastModified", interval=0.2)
 
 
 def test_markers_start_runs_and_each_run_sends_one_message(stack, daemon) -> None:
-    sink, home, log = daemon
     batch = sample.generate(companies=12, listed=8, min_rows=100, max_rows=150)
     sample.upload(batch, stack.put)
 
-    stack.put("incoming/.SUCCESS", b"")
-    [success] = wait_for_messages(sink, 1)
-    assert success["Subject"] == "E2E_Pipeline_Success", log.read_text()[-3000:]
+    marker = upload_marker(stack)
+    success = next_message(daemon, "the first run's notification")
+    assert success["Subject"] == "E2E_Pipeline_Success", daemon.log.read_text()[-3000:]
     assert success["MessageAttributes"]["status"]["Value"] == "SUCCESS"
-    assert f"marker s3://{stack.bucket}/incoming/.SUCCESS" in success["Message"]
+    assert f"marker s3://{stack.bucket}/{MARKER}" in success["Message"]
     loaded = stack.query("SELECT count(*) FROM {t}")[0][0]
-    assert loaded > 0 and f"loaded {loaded}" in success["Message"]
+    assert loaded > 0 and f"inserted {loaded}," in success["Message"]  # the first load inserts every row
 
     # Break the target: a changed file whose load PostgreSQL refuses.
-    company = next(e.split(".")[0] for e in batch.listed if e.split(".")[0] not in ("badr", "empt", "hdro", "zzzz_missing"))
+    company = next(
+        e.split(".")[0] for e in batch.listed if e.split(".")[0] not in ("badr", "empt", "hdro", "zzzz_missing")
+    )
     name = next(n for n in batch.files if n.startswith(company + "."))
     stack.put(f"Stocks/{name}", batch.files[name] + b"2019-01-02,1,1,1,1,1,0\n")
     with stack.connect() as conn:
         conn.execute(f"""CREATE FUNCTION "{stack.schema}".refuse() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN RAISE EXCEPTION 'target is read-only for this test'; END $$""")
-        conn.execute(f'CREATE TRIGGER refuse BEFORE INSERT OR UPDATE OR DELETE ON "{stack.schema}"."{stack.table}" '
-                     f'FOR EACH ROW EXECUTE FUNCTION "{stack.schema}".refuse()')
-    time.sleep(1.1)  # a new LastModified second for the re-uploaded marker key
-    stack.put("incoming/.SUCCESS", b"")
-    [failure] = wait_for_messages(sink, 1)
+        conn.execute(
+            f'CREATE TRIGGER refuse BEFORE INSERT OR UPDATE OR DELETE ON "{stack.schema}"."{stack.table}" '
+            f'FOR EACH ROW EXECUTE FUNCTION "{stack.schema}".refuse()'
+        )
+    marker = upload_marker(stack, marker)
+    failure = next_message(daemon, "the failed run's notification")
     assert failure["Subject"] == "E2E_Pipeline_Failure"
     assert "Failed step: load_stock_batch" in failure["Message"]
     assert "target is read-only for this test" in failure["Message"]
@@ -81,13 +114,15 @@ def test_markers_start_runs_and_each_run_sends_one_message(stack, daemon) -> Non
 
     with stack.connect() as conn:
         conn.execute(f'DROP TRIGGER refuse ON "{stack.schema}"."{stack.table}"')
-    time.sleep(1.1)
-    stack.put("incoming/.SUCCESS", b"")  # the same key again: a new upload, a new run
-    [recovered] = wait_for_messages(sink, 1)
+    upload_marker(stack, marker)  # the same key again: a new upload, a new run
+    recovered = next_message(daemon, "the recovered run's notification")
     assert recovered["Subject"] == "E2E_Pipeline_Success"
     assert stack.query("SELECT count(*) FROM {t}")[0][0] == loaded + 1
 
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    # Nothing more was sent: once the daemon is stopped nothing can be, and the queue holds what was.
+    daemon.stop()
+    assert daemon.sink.receive(wait_seconds=0) == []
+    with dg.DagsterInstance.from_config(str(daemon.home)) as instance:
         runs = instance.get_runs()
         assert len(runs) == 3
         assert len({r.tags["dagster/run_key"] for r in runs}) == 3

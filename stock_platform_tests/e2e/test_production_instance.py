@@ -9,7 +9,6 @@ import os
 import re
 import shlex
 import shutil
-import time
 import uuid
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from sqlalchemy.engine import make_url
 from stock_platform.local import sample
 from stock_platform.local.stack import PROJECT_ROOT
 from stock_platform_tests.processes import dagster_command, running
+from stock_platform_tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.daemon]
 
@@ -74,14 +74,10 @@ def test_production_instance_stores_runs_in_postgres_and_runs_the_sensor(stack, 
         running(dagster_command("dagster-daemon", "run"), env),
         dg.DagsterInstance.from_config(str(production_home)) as instance,
     ):
-        deadline = time.monotonic() + 150
-        runs = []
-        while time.monotonic() < deadline:
-            runs = instance.get_runs()
-            if runs and runs[0].is_finished:
-                break
-            time.sleep(2)
-        assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS, runs
+        runs = wait_until(
+            lambda: [r for r in instance.get_runs() if r.is_finished], timeout=600, what="the marker's run to finish"
+        )
+        assert len(instance.get_runs()) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS, runs
         run = runs[0]
         assert run.tags["stock_platform/target"] == "historical_stocks_data"  # the coordinator's limit key
         assert instance.get_dynamic_partitions("company")  # the sensor's partition requests landed in PG

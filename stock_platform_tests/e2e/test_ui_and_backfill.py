@@ -9,20 +9,26 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import dagster as dg
 import pytest
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.common.by import By
 
 from stock_platform.local import sample
 from stock_platform.local.report import execute_batch
 from stock_platform.local.stack import PROJECT_ROOT, free_port, write_local_instance
+from stock_platform.tags import BACKFILL_TAG, PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
 from stock_platform_tests.processes import dagster_command, running
+from stock_platform_tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.daemon]
+# Bounds on waits for something that must happen; reached only if it never does (a hang), never on a slow machine.
+HANG_S = 600
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 BACKFILL = """
@@ -40,7 +46,8 @@ query($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on Partiti
 
 def graphql(base: str, query: str, variables: dict) -> dict:
     request = urllib.request.Request(
-        f"{base}/graphql", json.dumps({"query": query, "variables": variables}).encode(),
+        f"{base}/graphql",
+        json.dumps({"query": query, "variables": variables}).encode(),
         {"Content-Type": "application/json"},
     )
     try:
@@ -50,16 +57,6 @@ def graphql(base: str, query: str, variables: dict) -> dict:
         raise AssertionError(f"GraphQL error {error.code}: {error.read()[:2000]!r}") from error
     assert not body.get("errors"), body["errors"]
     return body["data"]
-
-
-def wait_until(condition, timeout: float, what: str, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 @pytest.fixture
@@ -78,7 +75,7 @@ def dagster_dev(stack, tmp_path: Path):
 
     command = dagster_command("dagster", "dev", "-h", "127.0.0.1", "-p", str(port))
     with running(command, env, tmp_path / "dagster_dev.log"):
-        wait_until(up, 120, "the Dagster webserver")
+        wait_until(up, timeout=HANG_S, what="the Dagster webserver", interval=1)
         yield base, home
 
 
@@ -102,87 +99,149 @@ def test_backfill_of_hand_picked_companies_touches_only_them(stack, loaded) -> N
         stack.put(f"Stocks/{name}", batch.files[name] + b"2019-01-02,1,1,1,1,1,0\n")
     untouched = stack.query("SELECT * FROM {t} WHERE company_name <> ALL(%s) ORDER BY 1, 2", (picked,))
 
-    data = graphql(base, BACKFILL, {"params": {
-        "partitionNames": picked,
-        "assetSelection": [{"path": [k]} for k in ("company_stock_prices", "historical_stocks_data", "historical_stock_data_csv")],
-    }})["launchPartitionBackfill"]
+    data = graphql(
+        base,
+        BACKFILL,
+        {
+            "params": {
+                "partitionNames": picked,
+                "assetSelection": [
+                    {"path": [k]}
+                    for k in ("company_stock_prices", "historical_stocks_data", "historical_stock_data_csv")
+                ],
+            }
+        },
+    )["launchPartitionBackfill"]
     assert data["__typename"] == "LaunchBackfillSuccess", data
     status = wait_until(
-        lambda: (s := graphql(base, BACKFILL_STATUS, {"id": data["backfillId"]})["partitionBackfillOrError"]["status"])
-        in ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED") and s,
-        240, "the backfill",
+        lambda: (
+            (s := graphql(base, BACKFILL_STATUS, {"id": data["backfillId"]})["partitionBackfillOrError"]["status"])
+            in ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED")
+            and s
+        ),
+        timeout=HANG_S,
+        what="the backfill to finish",
+        interval=1,
     )
     assert status in ("COMPLETED", "COMPLETED_SUCCESS")
-    assert stack.query("SELECT company_name FROM {t} WHERE stock_date = '2019-01-02' ORDER BY 1") == [(c,) for c in picked]
+    assert stack.query("SELECT company_name FROM {t} WHERE stock_date = '2019-01-02' ORDER BY 1") == [
+        (c,) for c in picked
+    ]
     assert stack.query("SELECT * FROM {t} WHERE company_name <> ALL(%s) ORDER BY 1, 2", (picked,)) == untouched
     output = stack.get("Output/historical_stock_data.csv").decode()
     assert output.count("2019-01-02") == 3  # the extract was regenerated
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        backfill_runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": data["backfillId"]}))
-    print(f"backfill of {len(picked)} hand-picked companies ran as {len(backfill_runs)} run(s)")
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={BACKFILL_TAG: data["backfillId"]}))
+    # A run covers one range of partition keys, so the non-contiguous pick is one run per company for the
+    # partitioned assets (each a single-run backfill of its range), plus one run for the unpartitioned extract.
+    ranges = sorted(
+        (r.tags[PARTITION_RANGE_START_TAG], r.tags[PARTITION_RANGE_END_TAG])
+        for r in runs
+        if PARTITION_RANGE_START_TAG in r.tags
+    )
+    assert ranges == [(company, company) for company in sorted(picked)]
+    assert len(runs) == len(picked) + 1
+
+
+ASSETS = ("top_companies", "company_stock_prices", "historical_stocks_data", "historical_stock_data_csv")
+# The lineage graph's nodes (Dagster's CSS module class names, stable across its builds).
+COLLAPSED_GROUP = "[class*='CollapsedGroupNode_collapsedGroupNodeBox']"
+ASSET_NODE = (
+    "//*[contains(@class, 'AssetNode_assetNodeContainer') or contains(@class, 'AssetNode_minimalAssetNodeContainer')]"
+)
 
 
 @pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="Debian chromium + chromium-driver are not installed")
 def test_ui_shows_the_graph_and_materializes(stack, loaded, tmp_path: Path) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
-
     base, home, _ = loaded
+    # The "Join the Dagster community" dialog a fresh browser profile gets would cover the page at some moment
+    # after load; this is what its Skip button records on the server, so it never opens.
+    graphql(base, "mutation { setNuxSeen }", {})
+    assert graphql(base, "query { shouldShowNux }", {}) == {"shouldShowNux": False}
     shots = Path(os.environ.get("STOCK_PLATFORM_SCREENSHOT_DIR", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--window-size=1800,1000"):
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--window-size=1800,1000",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
+
+    def shown(by: str, selector: str, enabled: bool = False) -> list:
+        """The matching elements that are displayed (and enabled), none while the page is still rendering."""
+        try:
+            return [
+                e for e in driver.find_elements(by, selector) if e.is_displayed() and (e.is_enabled() or not enabled)
+            ]
+        except StaleElementReferenceException:  # re-rendered while we looked: look again
+            return []
+
+    def click(element) -> bool:
+        """Click `element`; False if it was re-rendered first (the click then did not happen)."""
+        try:
+            element.click()
+        except StaleElementReferenceException:
+            return False
+        return True
+
+    def gone(element) -> bool:
+        try:
+            element.is_displayed()
+        except StaleElementReferenceException:
+            return True
+        return False
+
+    def graph_nodes() -> list[str]:
+        """The asset names the lineage graph draws as nodes (not the sidebar's tree)."""
+        return [name for name in ASSETS if shown(By.XPATH, f"{ASSET_NODE}[.//*[contains(text(), '{name}')]]")]
+
     try:
-        wait = WebDriverWait(driver, 60)
-
-        def dismiss_welcome() -> None:
-            # First visit in a fresh browser profile: Dagster's "Join the community" dialog covers the page.
-            for button in driver.find_elements(By.XPATH, "//button[normalize-space()='Skip']"):
-                button.click()
-
         driver.get(f"{base}/asset-groups")
-        time.sleep(3)
-        dismiss_welcome()
         # The lineage starts with the two groups (ingest, warehouse) collapsed: expand them as a user would,
         # then reload so the graph is laid out and zoomed to fit with both open (the UI remembers them).
-        for _ in range(4):
-            collapsed = driver.find_elements(By.CSS_SELECTOR, "[class*='collapsedGroupNodeBox']")
-            if not collapsed:
-                break
-            collapsed[0].click()
-            time.sleep(1)
+        wait_until(lambda: shown(By.CSS_SELECTOR, COLLAPSED_GROUP) or graph_nodes(), timeout=HANG_S, what="the graph")
+        while groups := shown(By.CSS_SELECTOR, COLLAPSED_GROUP):
+            if click(groups[0]):
+                wait_until(lambda group=groups[0]: gone(group), timeout=HANG_S, what="a group to expand")
         driver.refresh()
-        for name in ("top_companies", "company_stock_prices", "historical_stocks_data", "historical_stock_data_csv"):
-            wait.until(ec.presence_of_element_located((By.XPATH, f"//*[contains(text(), '{name}')]")))
-        time.sleep(2)  # let the graph finish laying out before the screenshot
+        wait_until(lambda: graph_nodes() == list(ASSETS), timeout=HANG_S, what=f"the graph to show {ASSETS}")
         driver.save_screenshot(str(shots / "asset_graph.png"))
 
         driver.get(f"{base}/assets/historical_stock_data_csv")
-        dismiss_welcome()
-        wait.until(ec.presence_of_element_located((By.XPATH, "//*[contains(text(), 'rows_loaded')]")))
-        time.sleep(2)
+        # The run's summary is the extract's metadata: its rows_read entry shows the table has rendered.
+        summary_row = "//*[contains(text(), 'rows_read')]"
+        wait_until(lambda: shown(By.XPATH, summary_row), timeout=HANG_S, what="the extract's metadata")
         driver.save_screenshot(str(shots / "materialization_metadata.png"))
 
         with dg.DagsterInstance.from_config(str(home)) as instance:
-            before = len(instance.get_runs())
+            before = {r.run_id for r in instance.get_runs()}
         driver.get(f"{base}/assets/top_companies")
-        dismiss_welcome()
-        button = wait.until(ec.element_to_be_clickable((By.XPATH, "//button[.//span[text()='Materialize'] or text()='Materialize']")))
-        button.click()
+        materialize = "//button[.//span[text()='Materialize'] or text()='Materialize']"
+        wait_until(
+            lambda: any(click(b) for b in shown(By.XPATH, materialize, enabled=True)),
+            timeout=HANG_S,
+            what="Materialize",
+        )
         with dg.DagsterInstance.from_config(str(home)) as instance:
-            run = wait_until(lambda: len(instance.get_runs()) > before and instance.get_runs()[0], 60, "the launched run")
-            finished = wait_until(
-                lambda: (r := instance.get_run_by_id(run.run_id)).is_finished and r, 120, "the run to finish"
+            [run] = wait_until(
+                lambda: [r for r in instance.get_runs() if r.run_id not in before], timeout=HANG_S, what="the run"
             )
-        assert finished.status == dg.DagsterRunStatus.SUCCESS
+            finished = wait_until(
+                lambda: (r := instance.get_run_by_id(run.run_id)).is_finished and r,
+                timeout=HANG_S,
+                what="the run to finish",
+                interval=1,
+            )
+            assert finished.status == dg.DagsterRunStatus.SUCCESS
+            assert len(instance.get_runs()) == len(before) + 1  # the click launched exactly one run
         driver.get(f"{base}/runs/{run.run_id}")
-        wait.until(ec.presence_of_element_located((By.XPATH, "//*[contains(text(), 'Success')]")))
+        wait_until(lambda: shown(By.XPATH, "//*[contains(text(), 'Success')]"), timeout=HANG_S, what="the run page")
         driver.save_screenshot(str(shots / "run_success.png"))
     except Exception:
         driver.save_screenshot(str(shots / "failure.png"))
@@ -195,7 +254,12 @@ def test_ui_shows_the_graph_and_materializes(stack, loaded, tmp_path: Path) -> N
 def dagster_cli(home: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), *args, "-m", "stock_platform.definitions"],
-        cwd=PROJECT_ROOT, env={**os.environ, "DAGSTER_HOME": str(home)}, capture_output=True, text=True, timeout=300,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=HANG_S,
     )
 
 
@@ -210,9 +274,17 @@ def test_cli_range_and_hand_picked_loads_are_one_run_each(stack, tmp_path: Path)
     before = stack.table_rows()
 
     # A contiguous range from the CLI: frames and table of those companies, in one run (single-run policy).
-    result = dagster_cli(home, "asset", "materialize", "--select", "company_stock_prices,historical_stocks_data",
-                         "--partition-range", f"{keys[1]}...{keys[3]}", "--config-json",
-                         json.dumps({"ops": {"load_stock_batch": {"config": {"force_reload": True}}}}))
+    result = dagster_cli(
+        home,
+        "asset",
+        "materialize",
+        "--select",
+        "company_stock_prices,historical_stocks_data",
+        "--partition-range",
+        f"{keys[1]}...{keys[3]}",
+        "--config-json",
+        json.dumps({"ops": {"load_stock_batch": {"config": {"force_reload": True}}}}),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     # Then the extract alone, as the README says: a CSV-only run of the same (subsettable) step rewrites it.
     stack.s3.delete_object(Bucket=stack.bucket, Key="Output/historical_stock_data.csv")
@@ -222,7 +294,9 @@ def test_cli_range_and_hand_picked_loads_are_one_run_each(stack, tmp_path: Path)
     # A hand-picked set from the CLI: the job, its config naming the companies, one run.
     picked = [keys[0], keys[4], keys[6]]
     config = tmp_path / "picked.yaml"
-    config.write_text(json.dumps({"ops": {"load_stock_batch": {"config": {"companies": picked, "force_reload": True}}}}))
+    config.write_text(
+        json.dumps({"ops": {"load_stock_batch": {"config": {"companies": picked, "force_reload": True}}}})
+    )
     result = dagster_cli(home, "job", "execute", "-j", "stock_batch_job", "-c", str(config))
     assert result.returncode == 0, result.stderr[-3000:]
 

@@ -1,6 +1,7 @@
 """Faults injected into real parts, and what the user sees: the run's outcome, the table, the notification."""
 
 import io
+import logging
 import os
 import signal
 import subprocess
@@ -12,14 +13,25 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
+from stock_platform.batch.summary import CompanyStatus
 from stock_platform.local.report import execute_batch
 from stock_platform.local.stack import create_notification_sink, write_local_instance
 from stock_platform.notifications.sensors import NOTIFICATION_TAG, build_notification_sensors, notify
 from stock_platform.resources.sns import SNSResource
-from stock_platform_tests.faults import FlakyProxy, copy_backends, slow_down, wait_for
+from stock_platform_tests.faults import (
+    FlakyProxy,
+    backend_exists,
+    blocked_by,
+    holding_row,
+    holding_table_lock,
+    waiting_for_table_lock,
+)
+from stock_platform_tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 HEADER = b"Date,Open,High,Low,Close,Volume,OpenInt\n"
+# Bounds on waits for something that must happen; reached only if it never does (a hang), never on a slow machine.
+HANG_S = 300
 
 
 def rows(n: int, start_day: int = 1) -> bytes:
@@ -43,14 +55,17 @@ def baseline(stack, instance):
 def test_postgres_connection_killed_during_copy(stack, instance, baseline) -> None:
     sink = create_notification_sink(f"faults-{stack.bucket}")
     put_companies(stack, {"aapl": rows(5), "msft": rows(5), "nvda": rows(3)})
-    slow_down(stack, "nvda", 30)
     outcome: dict = {}
     worker = threading.Thread(target=lambda: outcome.update(result=execute_batch(instance=instance)))
-    worker.start()
-    [pid] = wait_for(lambda: copy_backends(stack), 60, "the COPY to start")
-    with stack.connect() as conn:
-        conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
-    worker.join(60)
+    # The load's COPY stops at nvda's first row: it must wait for our uncommitted row with the same key.
+    with holding_row(stack, "nvda", "2017-11-01") as holder:
+        worker.start()
+        [(pid, query)] = wait_until(lambda: blocked_by(stack, holder), timeout=HANG_S, what="the COPY to reach nvda")
+        assert query.lstrip().upper().startswith("COPY"), query
+        with stack.connect() as conn:
+            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        worker.join(HANG_S)
+    assert not worker.is_alive()
     failed = outcome["result"]
     assert not failed.success and "terminat" in failed.error.lower()
     assert stack.table_rows() == baseline
@@ -58,18 +73,20 @@ def test_postgres_connection_killed_during_copy(stack, instance, baseline) -> No
     with dg.build_resources({"sns": SNSResource(topic_arn=sink.topic_arn)}) as resources:
         notify(instance, instance.get_run_by_id(failed.run_id), resources.sns, _log())
     [message] = sink.receive(wait_seconds=2)
-    assert message["Subject"] == "StockPlatform_Pipeline_Failure" and "Failed step: load_stock_batch" in message["Message"]
+    assert (
+        message["Subject"] == "StockPlatform_Pipeline_Failure" and "Failed step: load_stock_batch" in message["Message"]
+    )
 
-    with stack.connect() as conn:
-        conn.execute(f'DROP TRIGGER slow_load ON "{stack.schema}"."{stack.table}"')
     recovered = execute_batch(instance=instance)
-    assert recovered.success and recovered.summary["companies_loaded"] == 1
-    assert stack.query("SELECT company_name, count(*) FROM {t} GROUP BY 1 ORDER BY 1") == [("aapl", 5), ("msft", 5), ("nvda", 3)]
+    assert recovered.success and recovered.summary.names(CompanyStatus.LOADED) == ["nvda"]
+    assert stack.query("SELECT company_name, count(*) FROM {t} GROUP BY 1 ORDER BY 1") == [
+        ("aapl", 5),
+        ("msft", 5),
+        ("nvda", 3),
+    ]
 
 
 def _log():
-    import logging
-
     return logging.getLogger("test")
 
 
@@ -98,51 +115,66 @@ def test_a_permanent_s3_failure_names_the_object(stack, instance, monkeypatch) -
     assert stack.query("SELECT count(*) FROM {t}") == [(0,)]
 
 
+LOAD = """
+import sys
+from stock_platform.local.report import execute_batch
+sys.exit(0 if execute_batch(force_reload={force_reload}).success else 1)
+"""
+
+
+def start_load(home: Path, *, force_reload: bool = False) -> subprocess.Popen:
+    """A batch run in its own process (as two runs of the platform are) on its own instance in `home`.
+
+    Exits 0 when the run succeeded. Its output goes to `home`/load.log.
+    """
+    write_local_instance(home)
+    with open(home / "load.log", "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-c", LOAD.format(force_reload=force_reload)],
+            env={**os.environ, "DAGSTER_HOME": str(home)},
+            start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
 def test_two_loads_at_once_are_serialised(stack, baseline, tmp_path: Path) -> None:
-    put_companies(stack, {"aapl": rows(6), "msft": rows(6), "nvda": rows(2)})
-    slow_down(stack, "nvda", 2)
-    results: list = []
-
-    def load(home: Path) -> None:
-        home.mkdir()
-        with dg.instance_for_test(temp_dir=str(home)) as own:
-            results.append(execute_batch(instance=own, force_reload=True))
-
-    first = threading.Thread(target=load, args=(tmp_path / "a",))
-    second = threading.Thread(target=load, args=(tmp_path / "b",))
-    def advisory_locks(granted: bool) -> int:
-        with stack.connect() as conn:
-            query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted = %s"
-            return conn.execute(query, (granted,)).fetchone()[0]
-
-    first.start()
-    wait_for(lambda: advisory_locks(granted=True), 60, "the first load to take the table's lock")
-    second.start()
-    wait_for(lambda: advisory_locks(granted=False), 60, "the second load to wait for the first")
-    first.join(120)
-    second.join(120)
-    assert [r.success for r in results] == [True, True]
-    assert stack.query("SELECT company_name, count(*) FROM {t} GROUP BY 1 ORDER BY 1") == [("aapl", 6), ("msft", 6), ("nvda", 2)]
+    companies = {"aapl": rows(6), "msft": rows(6), "nvda": rows(2)}
+    put_companies(stack, companies)
+    homes = [tmp_path / "a", tmp_path / "b"]
+    # While this test holds the table's lock, both loads get as far as the lock and no further.
+    with holding_table_lock(stack) as holder:
+        loads = [start_load(home, force_reload=True) for home in homes]
+        waiting = wait_until(
+            lambda: len(w := waiting_for_table_lock(stack)) == 2 and w,
+            timeout=HANG_S,
+            what="both loads to wait for the table's lock",
+        )
+        assert holder.info.backend_pid not in waiting
+    for load, home in zip(loads, homes, strict=True):
+        assert load.wait(HANG_S) == 0, (home / "load.log").read_text()[-3000:]
+    assert stack.query(
+        "SELECT company_name, stock_date::text, open_value, high_value, low_value, close_value, volume_traded FROM {t} "
+        "ORDER BY 1, 2"
+    ) == [
+        (company, f"2017-11-{d:02d}", 10, 11, 9, 10.5, 100 + d)
+        for company, body in sorted(companies.items())
+        for d in range(1, body.count(b"\n") + 1)
+    ]
 
 
 def test_run_worker_killed_mid_load(stack, baseline, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    write_local_instance(home)
+    home.mkdir()
     put_companies(stack, {"aapl": rows(5), "msft": rows(5), "nvda": rows(3)})
     output_before = stack.get("Output/historical_stock_data.csv")
-    slow_down(stack, "nvda", 3)
-    worker = subprocess.Popen(
-        [sys.executable, "-c", "from stock_platform.local.report import execute_batch; execute_batch()"],
-        env={**os.environ, "DAGSTER_HOME": str(home)}, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    wait_for(lambda: copy_backends(stack), 60, "the COPY to start")
-    os.killpg(worker.pid, signal.SIGKILL)
-    worker.wait(10)
+    with holding_row(stack, "nvda", "2017-11-01") as holder:
+        worker = start_load(home)
+        [(pid, _)] = wait_until(lambda: blocked_by(stack, holder), timeout=HANG_S, what="the COPY to reach nvda")
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(HANG_S)
     # PostgreSQL notices the dead client when the COPY next reads from it, and rolls the transaction back.
-    wait_for(lambda: not copy_backends(stack), 60, "the killed load to end")
-    with stack.connect() as conn:
-        conn.execute(f'DROP TRIGGER slow_load ON "{stack.schema}"."{stack.table}"')
+    wait_until(lambda: not backend_exists(stack, pid), timeout=HANG_S, what="the killed load's backend to end")
     assert stack.table_rows() == baseline
     assert stack.get("Output/historical_stock_data.csv") == output_before
     for key in stack.keys("Processed/"):
@@ -150,7 +182,7 @@ def test_run_worker_killed_mid_load(stack, baseline, tmp_path: Path) -> None:
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         recovered = execute_batch(instance=instance)
-    assert recovered.success and recovered.summary["companies_loaded"] == 1
+    assert recovered.success and recovered.summary.names(CompanyStatus.LOADED) == ["nvda"]
     assert stack.query("SELECT count(*) FROM {t}") == [(13,)]
 
 
@@ -167,9 +199,10 @@ def test_sns_down_then_back(stack, instance) -> None:
     assert run.status == dg.DagsterRunStatus.SUCCESS and run.tags[NOTIFICATION_TAG] == "pending"
     assert sink.receive(wait_seconds=1) == []
 
-    retry = {s.name: s for s in build_notification_sensors([], 30, dg.DefaultSensorStatus.RUNNING)}["notification_retry_sensor"]
-    with dg.build_sensor_context(instance=instance, resources={"sns": SNSResource(topic_arn=sink.topic_arn)}) as context:
-        retry(context)
+    sensors = {s.name: s for s in build_notification_sensors([], 30, dg.DefaultSensorStatus.RUNNING)}
+    resources = {"sns": SNSResource(topic_arn=sink.topic_arn)}
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        sensors["notification_retry_sensor"](context)
     [message] = sink.receive(wait_seconds=2)
     assert message["Subject"] == "StockPlatform_Pipeline_Success" and outcome.run_id in message["Message"]
     assert instance.get_run_by_id(outcome.run_id).tags[NOTIFICATION_TAG] == "sent"
