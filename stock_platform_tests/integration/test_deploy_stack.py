@@ -438,6 +438,9 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+HANDSHAKE_TIMEOUT_S = 30
+
+
 class TlsOnlyPostgres:
     """127.0.0.1:<port> in front of the test PostgreSQL (embedded, Unix socket), serving TLS sessions only, as RDS does
     with rds.force_ssl=1: a client that does not ask for TLS gets PostgreSQL's error and is counted as refused."""
@@ -476,6 +479,9 @@ class TlsOnlyPostgres:
         return data
 
     def _serve(self, client: socket.socket) -> None:
+        # The handshake is bounded: a stalled one (seen under heavy CPU load) fails this connection, and the
+        # client's own connect timeout (PGCONNECT_TIMEOUT) plus dagster-postgres's retries try again.
+        client.settimeout(HANDSHAKE_TIMEOUT_S)
         with suppress(OSError, ConnectionError, ssl.SSLError):
             _, code = struct.unpack("!ii", self._read(client, 8))
             if code == GSSENC_REQUEST:  # no GSSAPI here: say so, the client then asks for TLS
@@ -489,6 +495,7 @@ class TlsOnlyPostgres:
                 return
             client.sendall(b"S")
             tls = self.context.wrap_socket(client, server_side=True)
+            tls.settimeout(None)  # an established session may sit idle in a pool
             self.tls_sessions += 1
             family, address = self.upstream
             upstream = socket.socket(family, socket.SOCK_STREAM)
@@ -540,6 +547,7 @@ def ecs_instance(
     try:
         with fresh_database(stack) as database:
             monkeypatch.delenv("PGSSLMODE", raising=False)  # TLS must come from the instance file itself
+            monkeypatch.setenv("PGCONNECT_TIMEOUT", "60")  # libpq gives up on a stalled handshake; Dagster retries
             for key, value in {
                 "DAGSTER_HOME": str(home),
                 "DAGSTER_PG_HOST": "127.0.0.1",
