@@ -35,7 +35,7 @@ HANG_S = 600
 STOPS = pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 SCHEMA, TABLE = "public", "historical_stocks_data"
 # What make ui runs: moto, and dagster dev with its webserver and daemon.
-UI_PROCESSES = ("moto.server", "dagster dev", "dagster_webserver", "dagster._daemon")
+UI_PROCESSES = ("moto.server", "dg dev", "dagster_webserver", "dagster._daemon")
 
 
 def local_env(local_dir: Path) -> dict[str, str]:
