@@ -19,6 +19,9 @@ import pytest
 from stock_platform.local.stack import FAKE_AWS_ENV, start_moto, start_pgserver
 from stock_platform.resources.postgres import PostgresResource
 
+# Fixtures shared by the least-privilege tests (moto with IAM enforced).
+pytest_plugins = ["stock_platform_tests.iam"]
+
 
 @pytest.fixture(scope="session")
 def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

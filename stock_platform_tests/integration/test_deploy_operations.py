@@ -7,8 +7,6 @@ import json
 import re
 import textwrap
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import boto3
 import pytest
@@ -16,7 +14,8 @@ from botocore.exceptions import ClientError
 
 from stock_platform.local import sample
 from stock_platform.local.report import execute_batch
-from stock_platform.local.stack import FAKE_AWS_ENV, PROJECT_ROOT, start_moto
+from stock_platform.local.stack import FAKE_AWS_ENV, PROJECT_ROOT
+from stock_platform_tests.iam import keys_for
 
 pytestmark = pytest.mark.integration
 
@@ -46,23 +45,6 @@ def test_the_documented_restore_rebuilds_the_table_from_the_frames(stack, instan
         conn.execute(f'DROP SCHEMA "{restored_schema}" CASCADE')
     original = stack.query(f"SELECT * FROM {{t}} {order}")
     assert len(original) > 100 and restored == original
-
-
-@pytest.fixture
-def enforcing_moto(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    # The first three requests (creating an admin) are unauthenticated; every later one is checked against IAM.
-    monkeypatch.setenv("INITIAL_NO_AUTH_ACTION_COUNT", "3")
-    server = start_moto(log_path=tmp_path / "moto.log")
-    monkeypatch.delenv("INITIAL_NO_AUTH_ACTION_COUNT")
-    yield server.endpoint
-    server.stop()
-
-
-def keys_for(iam, user: str, policy: dict) -> dict[str, str]:
-    iam.create_user(UserName=user)
-    iam.put_user_policy(UserName=user, PolicyName=f"{user}-policy", PolicyDocument=json.dumps(policy))
-    key = iam.create_access_key(UserName=user)["AccessKey"]
-    return {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
 
 
 def test_the_downloader_writes_downloads_and_markers_and_nothing_else(enforcing_moto: str, monkeypatch) -> None:

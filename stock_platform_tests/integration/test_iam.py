@@ -1,7 +1,6 @@
 """The shipped least-privilege policy, enforced: moto's server with IAM checks on (INITIAL_NO_AUTH_ACTION_COUNT)."""
 
 import json
-from pathlib import Path
 
 import boto3
 import pytest
@@ -9,27 +8,11 @@ from botocore.exceptions import ClientError
 
 from stock_platform.local import sample
 from stock_platform.local.report import execute_batch
-from stock_platform.local.stack import PROJECT_ROOT, start_moto
+from stock_platform.local.stack import PROJECT_ROOT
+from stock_platform_tests.iam import keys_for
 
 pytestmark = pytest.mark.integration
 POLICY = PROJECT_ROOT / "deploy" / "iam" / "pipeline-policy.json"
-
-
-@pytest.fixture
-def enforcing_moto(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    # The first three requests (creating an admin) are unauthenticated; every later one is checked against IAM.
-    monkeypatch.setenv("INITIAL_NO_AUTH_ACTION_COUNT", "3")
-    server = start_moto(log_path=tmp_path / "moto.log")
-    monkeypatch.delenv("INITIAL_NO_AUTH_ACTION_COUNT")
-    yield server.endpoint
-    server.stop()
-
-
-def keys_for(iam, user: str, policy: dict) -> dict[str, str]:
-    iam.create_user(UserName=user)
-    iam.put_user_policy(UserName=user, PolicyName=f"{user}-policy", PolicyDocument=json.dumps(policy))
-    key = iam.create_access_key(UserName=user)["AccessKey"]
-    return {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
 
 
 def test_pipeline_runs_with_only_its_policy_and_nothing_more(enforcing_moto, stack, instance, monkeypatch) -> None:

@@ -31,6 +31,17 @@ def message(instance: dg.DagsterInstance, run_id: str) -> str:
     return format_notification(run_facts(instance, run, None), "P").body
 
 
+def run_with_extract_uploads_failing(stack, instance, monkeypatch):
+    """One batch run behind a proxy that answers 500 to every write under Output/; (result, faults injected)."""
+    fault = lambda method, path, n: 500 if method in ("PUT", "POST") and "/Output/" in path else None  # noqa: E731
+    with FlakyProxy(stack.endpoint, fault) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        monkeypatch.setenv("STOCK_PLATFORM_S3_MAX_ATTEMPTS", "2")
+        failed = execute_batch(instance=instance)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", stack.endpoint)
+    return failed, proxy.injected
+
+
 def extract_rows(stack) -> list[list[str]]:
     return list(csv.reader(io.StringIO(stack.get("Output/historical_stock_data.csv").decode())))
 
@@ -42,13 +53,8 @@ def test_a_failed_extract_upload_is_reported_and_the_next_run_rewrites_the_stale
     old_extract = extract_rows(stack)
 
     stack.put("Stocks/aapl.us.txt", HEADER + rows(3, close=12.25))  # new closing prices
-    fault = lambda method, path, n: 500 if method in ("PUT", "POST") and "/Output/" in path else None  # noqa: E731
-    with FlakyProxy(stack.endpoint, fault) as proxy:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
-        monkeypatch.setenv("STOCK_PLATFORM_S3_MAX_ATTEMPTS", "2")
-        failed = execute_batch(instance=instance)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", stack.endpoint)
-    assert not failed.success and proxy.injected >= 2
+    failed, injected = run_with_extract_uploads_failing(stack, instance, monkeypatch)
+    assert not failed.success and injected >= 2
     # The table did change, and everything the user reads says so.
     assert stack.query("SELECT DISTINCT close_value FROM {t}") == [(12.25,)]
     assert failed.summary is not None and failed.summary.commit is not None
@@ -157,12 +163,7 @@ def test_a_failed_run_after_a_commit_calls_the_old_extract_stale(stack, instance
     stack.put("Stocks/aapl.us.txt", HEADER + rows(3))
     assert execute_batch(instance=instance).success
     stack.put("Stocks/aapl.us.txt", HEADER + rows(4))
-    fault = lambda method, path, n: 500 if method in ("PUT", "POST") and "/Output/" in path else None  # noqa: E731
-    with FlakyProxy(stack.endpoint, fault) as proxy:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
-        monkeypatch.setenv("STOCK_PLATFORM_S3_MAX_ATTEMPTS", "2")
-        failed = execute_batch(instance=instance)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", stack.endpoint)
+    failed, _ = run_with_extract_uploads_failing(stack, instance, monkeypatch)
     assert not failed.success and failed.summary is not None
     assert failed.summary.extract is not None and failed.summary.table is not None
     assert failed.summary.extract.version == failed.summary.table.version - 1
