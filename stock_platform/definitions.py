@@ -10,17 +10,22 @@ import dagster as dg
 
 from stock_platform.batch.definitions import build_batch_defs
 from stock_platform.batch.jobs import stock_batch_job
+from stock_platform.downloads.definitions import build_download_defs
 from stock_platform.notifications.definitions import build_notification_defs
+from stock_platform.quotes.definitions import build_quote_defs
 from stock_platform.settings import Settings
+from stock_platform.watchdog.definitions import build_watchdog_defs
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
     settings = Settings.from_environment()
-    batch = build_batch_defs(settings)
+    domains = [build_batch_defs(settings), build_download_defs(settings), build_quote_defs(settings)]
     return dg.Definitions.merge(
-        batch,
+        *domains,
+        # Every pipeline run ends with one <prefix>_Pipeline_Success|Failure message.
         build_notification_defs(settings, monitored_jobs=[stock_batch_job]),
+        build_watchdog_defs(settings),
         dg.Definitions(
             resources=settings.resources(),
             # A batch is I/O-bound and already concurrent inside its step; a process per step would add seconds

@@ -12,6 +12,9 @@ from enum import Enum
 
 from stock_platform.batch.summary import RunSummary, capped, describe
 
+# Metadata key under which a pipeline other than the batch load (downloads, ...) records the lines its run's
+# message should carry: the run's own account of what it did, written from what it committed.
+REPORT_METADATA_KEY = "stock_platform/report"
 SUBJECT_LIMIT = 100  # SNS: ASCII, at most 100 characters
 ERROR_LINES = 8
 
@@ -37,6 +40,8 @@ class RunFacts:
     # Companies whose rows the run recorded as committed (historical_stocks_data materializations): what a run that
     # stopped without a summary (canceled, its process killed) is known to have committed.
     committed_companies: Sequence[str] = ()
+    # REPORT_METADATA_KEY texts of the run's materializations, in order (pipelines without a batch summary).
+    reports: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,9 @@ def format_notification(facts: RunFacts, prefix: str) -> Notification:
         lines.append(f"Run in the Dagster UI: {facts.run_url}")
     if facts.summary is not None:
         lines += ["", *describe(facts.summary)]
+    elif facts.reports:
+        for report in facts.reports:
+            lines += ["", *report.strip().splitlines()]
     elif facts.committed_companies:
         lines += [
             "",

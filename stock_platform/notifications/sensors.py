@@ -15,7 +15,7 @@ import dagster as dg
 from stock_platform.batch.keys import HISTORICAL_STOCKS_DATA
 from stock_platform.batch.metadata import read_summary
 from stock_platform.batch.summary import RunSummary, root_error
-from stock_platform.notifications.messages import RunFacts, RunOutcome, format_notification
+from stock_platform.notifications.messages import REPORT_METADATA_KEY, RunFacts, RunOutcome, format_notification
 from stock_platform.resources.sns import SNSResource
 from stock_platform.tags import (
     BACKFILL_TAG,
@@ -96,6 +96,26 @@ def _committed_companies(instance: dg.DagsterInstance, run_id: str) -> list[str]
     )
 
 
+def _reports(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """REPORT_METADATA_KEY texts of the run: its materializations', then a failed step's (`dg.Failure` metadata)."""
+    kinds = {dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.STEP_FAILURE}
+    reports = []
+    for record in instance.get_records_for_run(run_id, of_type=kinds).records:
+        event = record.event_log_entry.dagster_event
+        if event is None:
+            continue
+        if event.event_type == dg.DagsterEventType.STEP_FAILURE:
+            data = event.step_failure_data.user_failure_data if event.step_failure_data else None
+            metadata = data.metadata if data is not None else {}
+        else:
+            materialization = record.asset_materialization
+            metadata = materialization.metadata if materialization is not None else {}
+        value = metadata.get(REPORT_METADATA_KEY)
+        if value is not None:
+            reports.append(str(value.value))
+    return reports
+
+
 def _failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     names: set[str] = set()
     for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records:
@@ -124,6 +144,7 @@ def run_facts(instance: dg.DagsterInstance, run: dg.DagsterRun, ui_base_url: str
         failed_checks=_failed_checks(instance, run.run_id),
         run_url=f"{ui_base_url.rstrip('/')}/runs/{run.run_id}" if ui_base_url else None,
         committed_companies=_committed_companies(instance, run.run_id) if summary is None else (),
+        reports=_reports(instance, run.run_id) if summary is None else (),
     )
 
 

@@ -13,7 +13,13 @@ from stock_platform.batch.summary import (
     StaleCompanies,
     TableState,
 )
-from stock_platform.notifications.messages import RunFacts, RunOutcome, format_notification, subject_for
+from stock_platform.notifications.messages import (
+    REPORT_METADATA_KEY,
+    RunFacts,
+    RunOutcome,
+    format_notification,
+    subject_for,
+)
 from stock_platform.notifications.sensors import NOTIFICATION_TAG, build_notification_sensors
 from stock_platform.tags import MARKER_TAG
 from stock_platform_tests.fakes import RecordingSNS
@@ -125,7 +131,35 @@ def bad_job() -> None:
     broken()
 
 
-SENSORS = {s.name: s for s in build_notification_sensors([good_job, bad_job], 30, dg.DefaultSensorStatus.RUNNING)}
+@dg.op
+def reports_what_it_did() -> dg.Output[None]:
+    yield dg.AssetMaterialization(
+        "prices", metadata={REPORT_METADATA_KEY: dg.MetadataValue.text("Downloaded 3 tickers")}
+    )
+    yield dg.Output(None)
+
+
+@dg.op
+def fails_saying_what_it_did() -> None:
+    raise dg.Failure("2 tickers unavailable", metadata={REPORT_METADATA_KEY: "Landed 1 ticker; 2 unavailable"})
+
+
+@dg.job
+def reporting_job() -> None:
+    reports_what_it_did()
+
+
+@dg.job
+def failing_reporting_job() -> None:
+    fails_saying_what_it_did()
+
+
+SENSORS = {
+    s.name: s
+    for s in build_notification_sensors(
+        [good_job, bad_job, reporting_job, failing_reporting_job], 30, dg.DefaultSensorStatus.RUNNING
+    )
+}
 
 
 def run_event(instance: dg.DagsterInstance, run_id: str, event_type: dg.DagsterEventType) -> dg.DagsterEvent:
@@ -223,3 +257,13 @@ def test_a_run_without_a_summary_says_what_it_is_known_to_have_committed() -> No
     assert "committed the rows of 2 companies before it ended: aapl, msft" in format_notification(stopped, "P").body
     nothing = format_notification(RunFacts("r6", "j", CANCELED, "t"), "P").body
     assert "no batch summary and no commit" in nothing
+
+
+def test_a_pipeline_without_a_batch_summary_sends_its_own_report(instance) -> None:
+    ok = reporting_job.execute_in_process(instance=instance).run_id
+    failed = failing_reporting_job.execute_in_process(instance=instance, raise_on_error=False).run_id
+    evaluate("notify_success_sensor", instance, ok, dg.DagsterEventType.RUN_SUCCESS, RecordingSNS(topic_arn="t"))
+    evaluate("notify_failure_sensor", instance, failed, dg.DagsterEventType.RUN_FAILURE, RecordingSNS(topic_arn="t"))
+    [(_, ok_body, _), (_, failed_body, _)] = RecordingSNS.sent
+    assert "Downloaded 3 tickers" in ok_body and "no batch summary" not in ok_body
+    assert "Landed 1 ticker; 2 unavailable" in failed_body and "Failed step: fails_saying_what_it_did" in failed_body

@@ -1,0 +1,1 @@
+"""Intraday quotes: Kinesis and polling intake, the monthly log, the Parquet lake and price-move alerts."""
