@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install browser run ui lint test test-unit test-tcp image-check lock bench screenshots clean
+.PHONY: help install browser run ui stop lint test test-unit test-tcp image-check lock bench screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ run: $(STAMP)
 ## Dagster UI (webserver + daemon) on the same local stack: http://127.0.0.1:3000
 ui: $(STAMP)
 	$(BIN)/python -m stock_platform.local ui
+
+## End the local stack (its background S3 endpoint keeps what make run wrote until then; the database stays on disk).
+stop:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m stock_platform.local stop; fi
 
 ## Debian's chromium + chromium-driver for the UI test, installed when missing and possible (root + apt).
 browser:
@@ -77,6 +81,6 @@ lock:
 	(echo "# Production pins for the Docker image (pip freeze of 'pip install .'; regenerate with 'make lock')."; \
 	 .local/lockvenv/bin/pip freeze --exclude stock_platform --exclude stock-platform) > requirements.lock
 
-## Remove local state (.local: the local stack's data), caches.
-clean:
+## Stop the local stack and remove its state (.local), caches.
+clean: stop
 	rm -rf .local .pytest_cache .hypothesis

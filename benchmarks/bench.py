@@ -21,7 +21,7 @@ from benchmarks.floor import bare_copy, run_floor
 from benchmarks.usual import run_usual
 from stock_platform.batch.transforms import parse_stock_csv, prices_to_csv
 from stock_platform.local import sample
-from stock_platform.local.stack import LOCAL_DIR, local_stack, write_local_instance
+from stock_platform.local.stack import LOCAL_DIR, ephemeral_stack, write_local_instance
 from stock_platform.resources.postgres import PostgresResource
 
 RESULTS = Path(__file__).parent / "results"
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "workload": {"files": args.companies, "listed": args.listed, "reps": args.reps},
     }
-    with local_stack(database_url=os.environ.get("STOCK_PLATFORM_BENCH_DATABASE_URL"), log_dir=work) as env:
+    with ephemeral_stack(work, database_url=os.environ.get("STOCK_PLATFORM_BENCH_DATABASE_URL")) as env:
         os.environ.update(env)
         database_url = env["STOCK_PLATFORM_DATABASE_URL"]
         dsn = dsn_of(database_url)

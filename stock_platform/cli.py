@@ -13,14 +13,15 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as sa
 
-from stock_platform.batch import runs
 from stock_platform.batch.migration import migrate_legacy_table
 from stock_platform.batch.schema import SchemaError, validate_identifier
 from stock_platform.batch.summary import capped, describe
+from stock_platform.notices import silence_known_notices
 from stock_platform.resources.postgres import DatabaseURLError, PostgresResource
 
 EXIT_OK = 0
@@ -31,6 +32,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    silence_known_notices()
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
@@ -149,6 +151,8 @@ def _add_load(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 
 def _load(args: argparse.Namespace) -> int:
+    from stock_platform.batch import runs  # noqa: PLC0415 - imports the platform; after main() quietened it
+
     partition_range = None
     if args.range:
         first, sep, last = args.range.partition("...")
@@ -184,6 +188,8 @@ def _add_sync_partitions(commands: argparse._SubParsersAction[argparse.ArgumentP
 
 
 def _sync_partitions(args: argparse.Namespace) -> int:
+    from stock_platform.batch import runs  # noqa: PLC0415 - imports the platform; after main() quietened it
+
     with _instance() as instance:
         added, deleted = runs.sync_partitions(_definitions(), instance)
     print(f"Partitions added {len(added)}: {capped(added) or '-'}")
@@ -199,6 +205,8 @@ def _add_stale(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _stale(args: argparse.Namespace) -> int:
+    from stock_platform.batch import runs  # noqa: PLC0415 - imports the platform; after main() quietened it
+
     stale = runs.stale_companies(_definitions())
     print(f"In the table, no longer listed: {len(stale.names)} companies, {stale.rows} rows")
     for name in stale.names:
@@ -214,11 +222,61 @@ def _add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _check(args: argparse.Namespace) -> int:
+    from stock_platform.batch import runs  # noqa: PLC0415 - imports the platform; after main() quietened it
+
     with _instance() as instance:
         outcomes = runs.run_table_checks(_definitions(), instance)
     for name, (passed, offending) in sorted(outcomes.items()):
         print(f"{'passed' if passed else 'FAILED'}  {name}" + ("" if passed else f" ({offending} rows)"))
     return EXIT_OK if outcomes and all(p for p, _ in outcomes.values()) else EXIT_FAILED
+
+
+def _add_rejects(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "rejects",
+        help="list the rejected rows kept under Rejected/ (every run, or one), and download them",
+        description=(
+            "Every row a run rejects is kept, with its reason, in "
+            "s3://<source bucket>/Rejected/<run id>/<company>.csv. "
+            "Without --run: one line per run that rejected rows. With --run: that run's files; with --to, downloaded."
+        ),
+    )
+    parser.add_argument("--run", help="the run id (as in the report, the message and the UI)")
+    parser.add_argument("--to", help="download the run's files into this folder (created if needed)")
+    parser.set_defaults(handler=_rejects)
+
+
+def _rejects(args: argparse.Namespace) -> int:
+    from stock_platform.batch import runs  # noqa: PLC0415 - imports the platform; after main() quietened it
+
+    if args.to and args.run is None:
+        _fail("--to needs --run")
+        return EXIT_USAGE
+    with runs.source_bucket(_definitions()) as bucket:
+        if args.run is None:
+            per_run: dict[str, list[int]] = {}
+            for obj in bucket.list_objects(bucket.rejected_prefix):
+                run_id = obj.key[len(bucket.rejected_prefix) :].split("/", 1)[0]
+                per_run.setdefault(run_id, []).append(obj.size)
+            print(f"Runs with rejected rows under {bucket.uri(bucket.rejected_prefix)}: {len(per_run)}")
+            for run_id, sizes in sorted(per_run.items()):
+                print(f"  {run_id}  {len(sizes)} files, {sum(sizes):,} bytes")
+            return EXIT_OK
+        prefix = bucket.rejects_prefix(args.run)
+        objects = bucket.list_objects(prefix)
+        if not objects:
+            print(f"Run {args.run} rejected no rows (nothing under {bucket.uri(prefix)})")
+            return EXIT_OK
+        folder = Path(args.to) if args.to else None
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+        for obj in objects:
+            if folder is None:
+                print(f"  {obj.name}  {obj.size:,} bytes  {bucket.link(obj.key)}")
+            else:
+                (folder / obj.name).write_bytes(bucket.get_bytes(obj.key))
+                print(f"  {folder / obj.name}  {obj.size:,} bytes")
+    return EXIT_OK
 
 
 def _fail(message: str) -> None:
@@ -230,6 +288,7 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]
     _add_sync_partitions,
     _add_stale,
     _add_check,
+    _add_rejects,
     _add_migrate_legacy,
 )
 

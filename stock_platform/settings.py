@@ -53,9 +53,12 @@ class Settings:
 
     def resources(self) -> dict[str, Any]:
         """Every resource of the platform, keyed by the parameter name assets and sensors use."""
-        s3_tuning = _optional_int(
-            max_concurrency="STOCK_PLATFORM_S3_CONCURRENCY", max_attempts="STOCK_PLATFORM_S3_MAX_ATTEMPTS"
-        )
+        s3_tuning = {
+            **_optional_int(
+                max_concurrency="STOCK_PLATFORM_S3_CONCURRENCY", max_attempts="STOCK_PLATFORM_S3_MAX_ATTEMPTS"
+            ),
+            **_optional(browse_url="STOCK_PLATFORM_S3_BROWSE_URL"),
+        }
         bucket = SourceBucket(
             bucket=dg.EnvVar("STOCK_PLATFORM_SOURCE_BUCKET"),
             **_optional(

@@ -50,7 +50,7 @@ def top_companies(context: dg.AssetExecutionContext, bucket: SourceBucket) -> dg
         context.log.warning(f"Ambiguous (several files, not loaded): {dict(selection.ambiguous)}")
     return dg.MaterializeResult(
         metadata={
-            "source": dg.MetadataValue.path(bucket.uri(bucket.company_list_key)),
+            "source": dg.MetadataValue.url(bucket.link(bucket.company_list_key)),
             "entries": len(batch.entries),
             "companies_matched": len(selection.companies),
             "companies_missing": len(selection.missing),
@@ -202,9 +202,10 @@ def load_stock_batch(
                 asset_key=HISTORICAL_STOCK_DATA_CSV,
                 metadata={
                     "path": dg.MetadataValue.path(summary.extract.uri),
+                    "link": dg.MetadataValue.url(bucket.link_for_uri(summary.extract.uri)),
                     "regenerated": summary.extract.regenerated,
                     "database": postgres.safe_url(),
-                    **summary_metadata(summary),
+                    **summary_metadata(summary, bucket),
                 },
             )
     except Exception as error:  # noqa: BLE001 - every failure gets the summary and the scrubbed text
@@ -213,7 +214,7 @@ def load_stock_batch(
             yield from _table_events(run)  # a commit that happened before the failure is recorded all the same
         raise dg.Failure(
             description=_failure_text(summary),
-            metadata=summary_metadata(summary),
+            metadata=summary_metadata(summary, bucket),
         ) from None  # the scrubbed text replaces the original, which may quote a secret
 
 

@@ -21,7 +21,7 @@ COLUMN_SCHEMA = dg.TableSchema(
 )
 
 
-def summary_metadata(summary: RunSummary) -> dict[str, Any]:
+def summary_metadata(summary: RunSummary, bucket: SourceBucket | None = None) -> dict[str, Any]:
     """The summary as metadata: the whole of it under one key (what readers parse), and the headline figures as
     plain entries for the UI."""
     rows = summary.rows
@@ -41,7 +41,11 @@ def summary_metadata(summary: RunSummary) -> dict[str, Any]:
         headline["table_rows"] = summary.table.rows
         headline["table_version"] = summary.table.version
     if summary.rejects_uri:
-        headline["rejects"] = dg.MetadataValue.path(summary.rejects_uri)
+        headline["rejects"] = (
+            dg.MetadataValue.url(bucket.link_for_uri(summary.rejects_uri))
+            if bucket is not None
+            else dg.MetadataValue.path(summary.rejects_uri)
+        )
     for phase, seconds in summary.phases.items():
         headline[f"seconds_{phase}"] = seconds
     return {**headline, SUMMARY_METADATA_KEY: dg.MetadataValue.json(summary.to_json())}
@@ -84,16 +88,16 @@ def frame_metadata(
         "rows_loaded": result.rows_loaded,
         "rows_rejected": result.rows_rejected,
         "duplicates_dropped": result.duplicates,
-        "source": dg.MetadataValue.path(bucket.uri(source.key)),
+        "source": dg.MetadataValue.url(bucket.link(source.key)),
         "source_etag": source.etag,
         **_dates(result.prices),
     }
     if result.reason:
         metadata["reason"] = result.reason
     if rejects_uri:
-        metadata["rejects"] = dg.MetadataValue.path(rejects_uri)
+        metadata["rejects"] = dg.MetadataValue.url(bucket.link_for_uri(rejects_uri))
     if result.status != "rejected":
-        metadata["frame"] = dg.MetadataValue.path(bucket.uri(bucket.processed_key(result.company)))
+        metadata["frame"] = dg.MetadataValue.url(bucket.link(bucket.processed_key(result.company)))
         metadata["dagster/row_count"] = result.rows_loaded
         metadata["dagster/column_schema"] = COLUMN_SCHEMA
     if result.rows_loaded:

@@ -8,6 +8,8 @@ notification goes out through the same `notify` the run-status sensors use, whic
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +41,13 @@ class BatchRunResult:
 def _resource(definitions: dg.Definitions, key: str) -> Any:
     resources = definitions.resources or {}
     return resources.get(key)
+
+
+@contextmanager
+def source_bucket(definitions: dg.Definitions) -> Iterator[SourceBucket]:
+    """The source bucket resource with its settings resolved (for commands that read the bucket directly)."""
+    with dg.build_resources({"bucket": _resource(definitions, "bucket")}) as resources:
+        yield resources.bucket
 
 
 def sync_partitions(definitions: dg.Definitions, instance: dg.DagsterInstance) -> tuple[list[str], list[str]]:

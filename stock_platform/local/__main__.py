@@ -1,16 +1,22 @@
-"""`python -m stock_platform.local run|ui`: the two local entry points behind `make run` and `make ui`.
+"""`python -m stock_platform.local run|ui|stop`: the local entry points behind `make run`, `make ui`, `make stop`.
 
-run: start the local stack, upload the deterministic sample batch, materialize the whole graph in one run
-     on a persistent Dagster instance, print a report, exit 0 (non-zero if the run failed).
-ui:  the same stack and sample, then `dagster dev` (webserver + daemon) on it until interrupted.
+run:  reach the local stack (starting it if needed), upload what is missing of the deterministic sample batch,
+      materialize the whole graph in one run on a persistent Dagster instance, print a report, exit 0 (non-zero
+      if the run failed).
+ui:   the same stack and sample, then `dg dev` (webserver + daemon) on it until interrupted.
+stop: end the stack.
 
-Ctrl-C, SIGTERM or SIGHUP stop everything either started (moto, PostgreSQL, dagster dev and its children) and
-exit with 128 + the signal's number.
+The stack is one moto server (S3, SNS, SQS, ...) that runs in the background between commands, so what a command
+wrote can still be opened after it ends, and an embedded PostgreSQL whose data stays in `.local/pgdata`. Ctrl-C,
+SIGTERM or SIGHUP stop what the command itself started (PostgreSQL, dg dev and its children) and exit with 128 +
+the signal's number; moto keeps running with its state until `make stop`.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import shlex
 import signal
@@ -18,13 +24,13 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, wait
 from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import boto3
 
@@ -35,9 +41,11 @@ from stock_platform.local.stack import (
     NotificationSink,
     create_notification_sink,
     local_stack,
+    stop_local_stack,
     stop_process_group,
     write_local_instance,
 )
+from stock_platform.notices import silence_known_notices
 
 SOURCE_BUCKET = "stock-platform-source"
 # How long dagster dev may take to shut its webserver, daemon and code servers down before they are killed.
@@ -74,9 +82,18 @@ def _unwind_on_stop_signals() -> None:
         signal.signal(signum, handler)
 
 
-def _prepare(env: dict[str, str], companies: int, listed: int) -> tuple[sample.SampleBatch, NotificationSink]:
+@dataclass(frozen=True)
+class Prepared:
+    batch: sample.SampleBatch
+    sink: NotificationSink
+    uploaded: int  # files of the sample that were not in the bucket already, byte for byte
+
+
+def _prepare(env: dict[str, str], companies: int, listed: int) -> Prepared:
     os.environ.update(env)
     os.environ.setdefault("STOCK_PLATFORM_SOURCE_BUCKET", SOURCE_BUCKET)
+    # Links in the UI and the reports open the objects on the local endpoint, which keeps running (make stop).
+    os.environ.setdefault("STOCK_PLATFORM_S3_BROWSE_URL", env["AWS_ENDPOINT_URL"])
     # One ASSET_MATERIALIZATION_PLANNED event per asset for a run over a partition range, instead of one per
     # partition: about 17 s of event writes saved on a 500-company batch (the production image sets it too).
     os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
@@ -87,10 +104,39 @@ def _prepare(env: dict[str, str], companies: int, listed: int) -> tuple[sample.S
     bucket = os.environ["STOCK_PLATFORM_SOURCE_BUCKET"]
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=bucket)
+    # Local only: the bucket answers a browser's unsigned GETs, so the links in the UI and the reports open. A
+    # deployed bucket is private (deploy/cloudformation.yaml); its links go to the S3 console.
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(_browsable(bucket)))
     batch = sample.generate(companies=companies, listed=listed)
-    sample.upload(batch, lambda key, data: s3.put_object(Bucket=bucket, Key=key, Body=data))
+    # The endpoint keeps its objects between commands: upload only what is not there byte for byte (a single-part
+    # upload's ETag is the MD5 of its bytes), so a second make run changes nothing and is a no-change run.
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    there = {o["Key"]: o["ETag"].strip('"') for page in pages for o in page.get("Contents", [])}
+    uploaded = []
+
+    def put_if_changed(key: str, data: bytes) -> None:
+        if there.get(key) != hashlib.md5(data, usedforsecurity=False).hexdigest():
+            s3.put_object(Bucket=bucket, Key=key, Body=data)
+            uploaded.append(key)
+
+    sample.upload(batch, put_if_changed)
     _write_env_file()
-    return batch, sink
+    return Prepared(batch, sink, len(uploaded))
+
+
+def _browsable(bucket: str) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "LocalStackLinksOpenInABrowser",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": ["s3:GetObject", "s3:ListBucket"],
+                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+            }
+        ],
+    }
 
 
 def _write_env_file() -> None:
@@ -130,20 +176,23 @@ def run(args: argparse.Namespace) -> int:
     try:
         with local_stack(database_url=os.environ.get("STOCK_PLATFORM_DATABASE_URL")) as env:
             t0 = time.monotonic()
-            batch, sink = _prepare(env, args.companies, args.listed)
+            prepared = _prepare(env, args.companies, args.listed)
+            batch, bucket = prepared.batch, os.environ["STOCK_PLATFORM_SOURCE_BUCKET"]
             print(
-                f"Local stack: S3/SNS/SQS at {env['AWS_ENDPOINT_URL']} (moto), "
-                f"sample batch of {len(batch.files)} files ({batch.total_bytes / 1e6:.1f} MB) uploaded "
-                f"to s3://{os.environ['STOCK_PLATFORM_SOURCE_BUCKET']}/ in {time.monotonic() - t0:.1f}s"
+                f"Local stack: S3/SNS/SQS at {env['AWS_ENDPOINT_URL']} (moto, kept running until make stop); "
+                f"sample batch of {len(batch.files)} files ({batch.total_bytes / 1e6:.1f} MB) in s3://{bucket}/, "
+                f"{prepared.uploaded} of them uploaded now, in {time.monotonic() - t0:.1f}s"
             )
             batch_run = _in_background(lambda: execute_batch(force_reload=args.force_reload))
             outcome = batch_run.result()
             print_report(outcome)
-            for envelope in sink.receive(wait_seconds=2):
-                print(f"\nSNS notification delivered to {sink.queue_url} (subscribed to {sink.topic_arn}):")
-                attributes = {k: v["Value"] for k, v in envelope.get("MessageAttributes", {}).items()}
-                print(f"Subject: {envelope['Subject']}   attributes: {attributes}")
-                print(envelope["Message"])
+            _print_notification(prepared.sink, outcome.run_id)
+            print(
+                f"\nThe local stack keeps its S3 objects and table: the extract and the rejects above open at "
+                f"{env['AWS_ENDPOINT_URL']}/{bucket}/<key>; list or download rejects with "
+                f"`stock-platform rejects --run {outcome.run_id}` after `source .local/env.sh`; "
+                f"`make ui` shows this run; `make stop` ends the stack."
+            )
             return 0 if outcome.success else 1
     finally:
         if batch_run is not None:
@@ -152,9 +201,28 @@ def run(args: argparse.Namespace) -> int:
             wait([batch_run], timeout=ABANDONED_RUN_TIMEOUT_S)
 
 
+def _print_notification(sink: NotificationSink, run_id: str) -> None:
+    """The run's SNS message as the subscribed queue received it (messages of other runs are left alone)."""
+    envelopes: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 30  # published before the run returned: a bound on SQS delivery, not a pause
+    while not envelopes and time.monotonic() < deadline:
+        envelopes = [e for e in sink.receive(wait_seconds=1) if run_id in e.get("Message", "")]
+    for envelope in envelopes:
+        print(f"\nSNS notification delivered to {sink.queue_url} (subscribed to {sink.topic_arn}):")
+        attributes = {k: v["Value"] for k, v in envelope.get("MessageAttributes", {}).items()}
+        print(f"Subject: {envelope['Subject']}   attributes: {attributes}")
+        print(envelope["Message"])
+
+
+def stop(args: argparse.Namespace) -> int:
+    stopped = stop_local_stack(LOCAL_DIR)
+    print("Stopped: " + "; ".join(stopped) if stopped else "Nothing of the local stack was running.")
+    return 0
+
+
 def ui(args: argparse.Namespace) -> int:
     with local_stack(database_url=os.environ.get("STOCK_PLATFORM_DATABASE_URL")) as env:
-        _, sink = _prepare(env, args.companies, args.listed)
+        sink = _prepare(env, args.companies, args.listed).sink
         print(
             f"Local stack ready (moto at {env['AWS_ENDPOINT_URL']}); notifications go to {sink.topic_arn} and the "
             f"queue {sink.queue_url}; starting dagster dev on port {args.port}"
@@ -179,12 +247,10 @@ def ui(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Dev-console noise, not news to a user running the local stack: Dagster's beta notice for observable
-    # source assets and platformdirs' note about XDG_RUNTIME_DIR in containers.
-    warnings.filterwarnings("ignore", message=".*is currently in beta.*")
-    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set.*")
+    silence_known_notices()
     parser = argparse.ArgumentParser(prog="python -m stock_platform.local")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("stop", help="end the local stack's background S3 endpoint and its PostgreSQL")
     for name in ("run", "ui"):
         p = sub.add_parser(name)
         p.add_argument("--companies", type=int, default=1000, help="company files to generate")
@@ -196,10 +262,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _unwind_on_stop_signals()
     try:
-        return run(args) if args.command == "run" else ui(args)
-    except Stopped as stop:
-        print(f"\nStopped by {signal.Signals(stop.signum).name}; the local stack is down.", file=sys.stderr)
-        return 128 + stop.signum
+        return {"run": run, "ui": ui, "stop": stop}[args.command](args)
+    except Stopped as stopped:
+        print(
+            f"\nStopped by {signal.Signals(stopped.signum).name}; what the command started is down (the S3 endpoint "
+            "keeps running with its data until make stop).",
+            file=sys.stderr,
+        )
+        return 128 + stopped.signum
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,11 +106,106 @@ def start_moto(port: int | None = None, log_path: Path | None = None, timeout: f
 def _answers(server: MotoServer) -> bool:
     if server.process.poll() is not None:
         raise RuntimeError(f"moto server exited with code {server.process.returncode}")
+    return _endpoint_answers(server.endpoint)
+
+
+def _endpoint_answers(endpoint: str) -> bool:
     try:
-        with urllib.request.urlopen(f"{server.endpoint}/moto-api/", timeout=1):
+        with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):
             return True
     except OSError:
         return False
+
+
+# The local stack's AWS endpoint outlives the command that started it, so what `make run` wrote (the extract, the
+# rejects, the frames the UI links to) can still be opened afterwards; `make stop` ends it. Its pid and endpoint
+# are recorded here, inside the stack's folder.
+MOTO_STATE_FILE = "moto.json"
+
+
+@contextmanager
+def _folder_lock(local_dir: Path) -> Iterator[None]:
+    """One command at a time decides whether to start the background endpoint (make run and make ui at once)."""
+    import fcntl  # noqa: PLC0415 - POSIX only, like the rest of the local stack
+
+    local_dir.mkdir(parents=True, exist_ok=True)
+    with open(local_dir / "stack.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def running_moto(local_dir: Path | None = None) -> tuple[int, str] | None:
+    """(pid, endpoint) of the local stack's background moto, if it is running and answering."""
+    state_path = (local_dir or LOCAL_DIR) / MOTO_STATE_FILE
+    try:
+        state = json.loads(state_path.read_text())
+        pid, endpoint = int(state["pid"]), str(state["endpoint"])
+        os.kill(pid, 0)
+    except (FileNotFoundError, ValueError, KeyError, TypeError, ProcessLookupError, PermissionError):
+        return None
+    return (pid, endpoint) if _endpoint_answers(endpoint) else None
+
+
+def ensure_moto(local_dir: Path | None = None) -> str:
+    """The endpoint of the local stack's moto: the one already running in the background, or a new one.
+
+    A new one runs in a session of its own (see `start_moto`), so it survives the command that started it, a
+    terminal's Ctrl-C included; `stop_local_stack` (`make stop`) ends it. Its state lives in memory only: after
+    `make stop` (or a reboot) the next command starts from an empty S3 and uploads the sample again.
+    """
+    local_dir = local_dir or LOCAL_DIR
+    with _folder_lock(local_dir):
+        found = running_moto(local_dir)
+        if found is not None:
+            return found[1]
+        server = start_moto(log_path=local_dir / "moto.log")
+        state = {"pid": server.process.pid, "endpoint": server.endpoint}
+        (local_dir / MOTO_STATE_FILE).write_text(json.dumps(state))
+        return server.endpoint
+
+
+def stop_local_stack(local_dir: Path | None = None, timeout: float = 10.0) -> list[str]:
+    """`make stop`: end the background moto and the embedded PostgreSQL (unless a running command still uses it).
+
+    Returns what was stopped, for the user.
+    """
+    local_dir = local_dir or LOCAL_DIR
+    stopped = []
+    with _folder_lock(local_dir):
+        found = running_moto(local_dir)
+        state_path = local_dir / MOTO_STATE_FILE
+        if found is not None:
+            pid, endpoint = found
+            _signal_group(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while _pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            _signal_group(pid, signal.SIGKILL)
+            stopped.append(f"moto at {endpoint} (pid {pid})")
+        state_path.unlink(missing_ok=True)
+    data_dir = _resolved(local_dir / "pgdata")
+    if running_postmaster(data_dir) is not None:
+        stop_pgserver(data_dir)
+        still = running_postmaster(data_dir)
+        stopped.append(
+            f"PostgreSQL of {data_dir}" if still is None else f"nothing of PostgreSQL (pid {still.pid} still in use)"
+        )
+    return stopped
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A child of ours that exited stays as a zombie until reaped; it no longer serves.
+    with suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    return True
 
 
 # pgserver and psutil (which comes with it) are the `local` extra's: imported where a server is started or
@@ -221,22 +316,42 @@ _PGSERVERS: dict[Path, Any] = {}
 
 
 @contextmanager
-def local_stack(database_url: str | None = None, log_dir: Path | None = None) -> Iterator[dict[str, str]]:
-    """Start moto (and pgserver unless `database_url` is given); yield the environment that points at them.
+def local_stack(database_url: str | None = None) -> Iterator[dict[str, str]]:
+    """Reach the background moto (starting it if needed) and start pgserver unless `database_url` is given; yield
+    the environment that points at them.
 
-    Whatever ends the block (its end, an exception, KeyboardInterrupt) stops what it started.
+    Whatever ends the block (its end, an exception, KeyboardInterrupt) leaves PostgreSQL (its data stays on disk);
+    moto keeps running with its state until `make stop`.
     """
-    log_dir = log_dir or LOCAL_DIR
+    with _database(database_url) as url:
+        yield {**FAKE_AWS_ENV, "AWS_ENDPOINT_URL": ensure_moto(LOCAL_DIR), "STOCK_PLATFORM_DATABASE_URL": url}
+
+
+@contextmanager
+def ephemeral_stack(log_dir: Path, database_url: str | None = None) -> Iterator[dict[str, str]]:
+    """Like `local_stack`, with a moto of its own that stops with the block: for the benchmark, which must not
+    measure (or fill) the stack a user keeps."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    with ExitStack() as started:
-        moto = start_moto(log_path=log_dir / "moto.log")
-        started.callback(moto.stop)
-        if database_url is None:
-            data_dir = LOCAL_DIR / "pgdata"
-            # Registered before the start, so an interrupted start is stopped too.
-            started.callback(stop_pgserver, data_dir)
-            database_url = start_pgserver(data_dir)
-        yield {**FAKE_AWS_ENV, "AWS_ENDPOINT_URL": moto.endpoint, "STOCK_PLATFORM_DATABASE_URL": database_url}
+    moto = start_moto(log_path=log_dir / "moto.log")
+    try:
+        with _database(database_url) as url:
+            yield {**FAKE_AWS_ENV, "AWS_ENDPOINT_URL": moto.endpoint, "STOCK_PLATFORM_DATABASE_URL": url}
+    finally:
+        moto.stop()
+
+
+@contextmanager
+def _database(database_url: str | None) -> Iterator[str]:
+    """`database_url`, or the embedded PostgreSQL of the stack's folder for the block's duration."""
+    if database_url is not None:
+        yield database_url
+        return
+    data_dir = LOCAL_DIR / "pgdata"
+    try:
+        yield start_pgserver(data_dir)
+    finally:
+        # Also when the start itself was interrupted: the server may be up without us on its list.
+        stop_pgserver(data_dir)
 
 
 # The local Dagster instance: SQLite storage under .local/ (the production instance is the repository's

@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import IO, Any
+from urllib.parse import quote
 
 import boto3
 from botocore.config import Config
@@ -38,6 +39,11 @@ class S3Bucket(S3Resource):
     bucket: str = Field(description="Bucket name.")
     max_concurrency: int = Field(default=16, description="Parallel S3 requests during a batch.")
     max_attempts: int = Field(default=5, description="boto3 standard-mode attempts per request, the first included.")
+    browse_url: str | None = Field(
+        default=None,
+        description="Where the links the platform records point: unset, the AWS S3 console; a URL (the local stack "
+        "sets its S3 endpoint), that URL path-style, `<url>/<bucket>/<key>`.",
+    )
 
     _client: Any = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -69,6 +75,23 @@ class S3Bucket(S3Resource):
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
+
+    def link(self, key: str) -> str:
+        """A URL that opens the object, or the listing of a prefix (a key ending in "/"), in a browser."""
+        prefix = key.endswith("/")
+        if self.browse_url:
+            base = f"{self.browse_url.rstrip('/')}/{quote(self.bucket)}"
+            return f"{base}?list-type=2&prefix={quote(key)}" if prefix else f"{base}/{quote(key)}"
+        console = "https://s3.console.aws.amazon.com/s3"
+        kind = "buckets" if prefix else "object"
+        return f"{console}/{kind}/{quote(self.bucket)}?prefix={quote(key)}"
+
+    def link_for_uri(self, uri: str) -> str:
+        """`link` of an `s3://<this bucket>/<key>` URI."""
+        head = f"s3://{self.bucket}/"
+        if not uri.startswith(head):
+            raise ValueError(f"{uri} is not in bucket {self.bucket}")
+        return self.link(uri[len(head) :])
 
     def list_objects(self, prefix: str, delimiter: str | None = None) -> list[S3Object]:
         """Every object under `prefix`, following continuation tokens past 1,000 keys."""

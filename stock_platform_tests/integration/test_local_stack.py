@@ -1,10 +1,11 @@
-"""`make run` and `make ui` stopped the ways a user stops them: whatever they started stops with them.
+"""`make run`, `make ui` and `make stop` as a user runs and stops them.
 
 Each test starts `python -m stock_platform.local ...` in its own process group with its `.local` folder in a
-temporary directory, waits until it is doing its work, signals the group as a terminal's Ctrl-C (SIGINT) or
-`kill -TERM -<pgid>` does, and then looks for survivors: every process it had started (moto, dagster dev and
-the webserver, daemon and code servers under it), its process group, and the PostgreSQL server of its data
-folder (which pg_ctl detaches, so it is found through postmaster.pid).
+temporary directory. Stopped the ways a user stops them (a terminal's Ctrl-C, SIGINT, or `kill -TERM -<pgid>`),
+whatever the command started stops with it (dg dev and the webserver, daemon and code servers under it, the
+PostgreSQL server of its data folder, which pg_ctl detaches, so it is found through postmaster.pid), except the
+local S3 endpoint, which keeps what the command wrote until `make stop` ends it. Between commands the stack
+remembers: a second `make run` uploads nothing, changes nothing, and every link it prints still opens.
 """
 
 import json
@@ -23,7 +24,14 @@ import psycopg
 import pytest
 
 from stock_platform.batch.warehouse import Target
-from stock_platform.local.stack import free_port, running_postmaster, start_pgserver, stop_pgserver
+from stock_platform.local.stack import (
+    free_port,
+    running_moto,
+    running_postmaster,
+    start_pgserver,
+    stop_local_stack,
+    stop_pgserver,
+)
 from stock_platform_tests.conftest import psycopg_dsn
 from stock_platform_tests.faults import lock_waiters
 from stock_platform_tests.processes import command_lines, descendants, group_members, signal_group, start, survivors
@@ -34,8 +42,8 @@ pytestmark = pytest.mark.integration
 HANG_S = 600
 STOPS = pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 SCHEMA, TABLE = "public", "historical_stocks_data"
-# What make ui runs: moto, and dagster dev with its webserver and daemon.
-UI_PROCESSES = ("moto.server", "dg dev", "dagster_webserver", "dagster._daemon")
+# What make ui runs under it: dg dev with its webserver and daemon (moto runs in a session of its own).
+UI_PROCESSES = ("dg dev", "dagster_webserver", "dagster._daemon")
 
 
 def local_env(local_dir: Path) -> dict[str, str]:
@@ -66,8 +74,11 @@ class Local:
         return check
 
     def stop_and_check(self, signum: int, data_dir: Path) -> None:
-        """Signal the group as a user would; then nothing it started may be left running, PostgreSQL included."""
-        self.started = descendants(self.process)
+        """Signal the group as a user would; then nothing it started may be left running, PostgreSQL included,
+        but the local S3 endpoint, which `make stop` then ends."""
+        moto = running_moto(data_dir.parent)
+        assert moto is not None
+        self.started = [p for p in descendants(self.process) if p.pid != moto[0]]
         postmaster = running_postmaster(data_dir)
         assert postmaster is not None
         signal_group(self.process, signum)
@@ -77,10 +88,13 @@ class Local:
         assert not postmaster.is_running()
         assert running_postmaster(data_dir) is None and not (data_dir / "postmaster.pid").exists()
         assert json.loads((data_dir / ".handle_pids.json").read_text()) == []
+        assert running_moto(data_dir.parent) == moto  # still serving what the command wrote
+        make_stop(data_dir.parent)
+        assert not psutil.pid_exists(moto[0]) and running_moto(data_dir.parent) is None
 
 
 @contextmanager
-def local(command: str, local_dir: Path, *args: str) -> Iterator[Local]:
+def local(command: str, local_dir: Path, *args: str, keep_stack: bool = False) -> Iterator[Local]:
     """`python -m stock_platform.local <command>` on a small sample, its output in `local_dir`/<command>.log.
 
     Whatever is left running when the test fails is killed at the end, PostgreSQL included.
@@ -99,7 +113,23 @@ def local(command: str, local_dir: Path, *args: str) -> Iterator[Local]:
         for leftover in run.started:
             with suppress(psutil.NoSuchProcess):
                 leftover.kill()
+        if not keep_stack:
+            stop_local_stack(local_dir)
         stop_pgserver(local_dir / "pgdata")
+
+
+def make_stop(local_dir: Path) -> str:
+    """`make stop` for the stack of `local_dir`; its output."""
+    stopped = subprocess.run(
+        [sys.executable, "-m", "stock_platform.local", "stop"],
+        env=local_env(local_dir),
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=HANG_S,
+    )
+    assert stopped.returncode == 0, stopped.stderr
+    return stopped.stdout
 
 
 def dead_pid() -> int:
@@ -152,7 +182,6 @@ def test_run_stops_everything_it_started(tmp_path: Path, signum: int) -> None:
                     return len(lock_waiters(conn, key)) == 1
 
             wait_until(run.alive_until(load_waits), timeout=HANG_S, what="make run's load to wait for the lock")
-            assert "moto.server" in command_lines(run.process)
             stop_pgserver(data_dir)  # the test's own handle on the server
             assert running_postmaster(data_dir) is not None  # make run still uses it
             run.stop_and_check(signum, data_dir)
@@ -188,3 +217,43 @@ def test_a_server_another_live_process_uses_keeps_running(tmp_path: Path) -> Non
         other.wait()
         stop_pgserver(data_dir)
     assert running_postmaster(data_dir) is None
+
+
+def test_the_stack_remembers_between_commands_until_make_stop(tmp_path: Path) -> None:
+    local_dir = tmp_path / "local"
+    try:
+        remembers(local_dir)
+    finally:
+        stop_local_stack(local_dir)
+
+
+def remembers(local_dir: Path) -> None:
+    with local("run", local_dir, keep_stack=True) as first:
+        assert first.process.wait(HANG_S) == 0, first.log.read_text()[-3000:]
+    first_output = first.log.read_text()
+    assert "10 of them uploaded now" not in first_output and " of them uploaded now" in first_output
+    pid, endpoint = running_moto(local_dir) or (0, "")
+    assert pid and psutil.pid_exists(pid)
+
+    (local_dir / "run.log").rename(local_dir / "first-run.log")
+    with local("run", local_dir, keep_stack=True) as second:
+        assert second.process.wait(HANG_S) == 0, second.log.read_text()[-3000:]
+    output = second.log.read_text()
+    assert "0 of them uploaded now" in output, output[-3000:]
+    assert "Committed: nothing; the table was not changed by this run" in output
+    assert running_moto(local_dir) == (pid, endpoint)  # the same endpoint served both
+
+    # The links the first run printed open in a browser (unsigned GETs): its extract and its rejected rows.
+    # (in the report and again in the message)
+    [rejects_uri] = {line.split(": ", 1)[1] for line in first_output.splitlines() if line.startswith("Rejected rows:")}
+    bucket, prefix = rejects_uri.removeprefix("s3://").split("/", 1)
+    with urllib.request.urlopen(f"{endpoint}/{bucket}/Output/historical_stock_data.csv", timeout=30) as extract:
+        assert extract.status == 200 and extract.read().count(b"\n") > 1000
+    with urllib.request.urlopen(f"{endpoint}/{bucket}?list-type=2&prefix={prefix}", timeout=30) as listing:
+        [key] = [k.split("</Key>")[0] for k in listing.read().decode().split("<Key>")[1:]]
+    with urllib.request.urlopen(f"{endpoint}/{bucket}/{key}", timeout=30) as rejects:
+        assert rejects.read().decode().startswith('"reason",')
+
+    assert "moto at " in make_stop(local_dir)
+    assert not psutil.pid_exists(pid) and running_moto(local_dir) is None
+    assert make_stop(local_dir).startswith("Nothing of the local stack was running")
