@@ -175,6 +175,8 @@ def _load(args: argparse.Namespace) -> int:
     print(f"Partitions: {len(result.partitions_added)} added, {len(result.partitions_deleted)} removed")
     for line in describe(result.summary) if result.summary is not None else []:
         print(line)
+    if result.summary is not None and result.summary.rejects_uri:
+        print(f"List or download the rejected rows: stock-platform rejects --run {result.run_id} [--to FOLDER]")
     if result.error:
         print(f"Error: {result.error}")
     return EXIT_OK if result.success else EXIT_FAILED

@@ -56,3 +56,26 @@ def test_load_sync_stale_prune_and_check(stack, home, capsys) -> None:
 def test_a_bad_range_is_a_usage_error(stack, home, capsys) -> None:
     assert main(["load", "--range", "aapl"]) == 2
     assert "FIRST...LAST" in capsys.readouterr().err
+
+
+def test_rejects_are_listed_and_downloaded(stack, home, capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("STOCK_PLATFORM_MAX_REJECTED_SHARE", "0.5")  # one bad row of five: loaded, not a failure
+    monkeypatch.setenv("STOCK_PLATFORM_S3_BROWSE_URL", stack.endpoint)
+    put(stack, "aapl", "msft")
+    stack.put("Stocks/msft.us.txt", HEADER + b"2017-11-01,10,11,9,10.5,100,0\n2017-11-02,10,,9,10.5,100,0\n")
+    assert main(["rejects"]) == 0
+    assert f"Runs with rejected rows under s3://{stack.bucket}/Rejected/: 0" in capsys.readouterr().out
+
+    assert main(["load"]) == 0
+    out = capsys.readouterr().out
+    run_id = next(line.split()[2].rstrip(":") for line in out.splitlines() if line.startswith("stock_batch_job run "))
+    assert f"stock-platform rejects --run {run_id}" in out
+    assert main(["rejects"]) == 0
+    assert f"  {run_id}  1 files" in capsys.readouterr().out
+
+    assert main(["rejects", "--run", run_id]) == 0
+    assert f"{stack.endpoint}/{stack.bucket}/Rejected/{run_id}/msft.csv" in capsys.readouterr().out
+
+    assert main(["rejects", "--run", run_id, "--to", str(tmp_path / "rejects")]) == 0
+    assert (tmp_path / "rejects" / "msft.csv").read_text().splitlines()[1].startswith('"High is missing"')
+    assert main(["rejects", "--to", str(tmp_path)]) == 2
