@@ -88,7 +88,12 @@ def run_batch(
     result = definitions.resolve_job_def(stock_batch_job.name).execute_in_process(
         instance=instance,
         tags=tags,
-        run_config={"ops": {load_stock_batch.op.name: {"config": config}}},
+        run_config={
+            "ops": {load_stock_batch.op.name: {"config": config}},
+            # The terminal shows the run's INFO progress lines; Dagster's per-event DEBUG lines (one
+            # "Materialized value ..." per company and asset) stay in the run's event log, where the UI shows them.
+            "loggers": {"console": {"config": {"log_level": "INFO"}}},
+        },
         raise_on_error=raise_on_error,
     )
     error = None
