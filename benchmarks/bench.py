@@ -11,14 +11,17 @@ import platform
 import statistics
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
 import boto3
+import dagster as dg
 import psycopg
 
 from benchmarks.floor import bare_copy, run_floor
 from benchmarks.usual import run_usual
+from stock_platform.batch.partitions import COMPANY_PARTITIONS
 from stock_platform.batch.transforms import parse_stock_csv, prices_to_csv
 from stock_platform.local import sample
 from stock_platform.local.stack import LOCAL_DIR, ephemeral_stack, write_local_instance
@@ -89,6 +92,62 @@ def measure_platform(bucket: str, database_url: str, dsn: str, work: Path, label
         drop_schema(dsn, schema)
 
 
+def measure_scale_out(bucket: str, database_url: str, dsn: str, work: Path, ranges: int) -> dict:
+    """One run over every company against `ranges` concurrent runs over disjoint company ranges (each its own
+    process, as each would be its own ECS task), on fresh schemas: wall time from launch to the last exit, and
+    whether both tables hold the same rows."""
+    outcome: dict = {"ranges": ranges}
+    tables = []
+    for label, count in (("one_run", 1), ("concurrent", ranges)):
+        schema = new_schema(dsn, f"scale_out_{label}")
+        home = work / f"home_scale_out_{label}_{uuid.uuid4().hex[:6]}"
+        write_local_instance(home)
+        env = {
+            **os.environ,
+            "STOCK_PLATFORM_SOURCE_BUCKET": bucket,
+            "STOCK_PLATFORM_DATABASE_URL": database_url,
+            "STOCK_PLATFORM_DB_SCHEMA": schema,
+            "DAGSTER_HOME": str(home),
+        }
+        env.pop("STOCK_PLATFORM_SNS_TOPIC_ARN", None)
+        try:
+            cli = [str(Path(sys.executable).parent / "stock-platform"), "sync-partitions"]
+            subprocess.run(cli, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            with dg.DagsterInstance.from_config(str(home)) as instance:
+                companies = sorted(instance.get_dynamic_partitions(COMPANY_PARTITIONS))
+            size = -(-len(companies) // count)
+            chunks = [companies[i : i + size] for i in range(0, len(companies), size)]
+            started = time.monotonic()
+            processes = [
+                subprocess.Popen(
+                    [sys.executable, "-m", "benchmarks.platform_run", str(home), f"{chunk[0]}...{chunk[-1]}"],
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                )
+                for chunk in chunks
+            ]
+            results = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in processes]
+            wall = time.monotonic() - started
+            failed = [r["error"] for r in results if not r["success"]]
+            if failed:
+                raise RuntimeError(f"scale-out run failed: {failed}")
+            outcome[label] = {"wall_s": round(wall, 3), "runs": len(chunks)}
+            with psycopg.connect(dsn) as conn:
+                tables.append(
+                    conn.execute(
+                        f'SELECT count(*), md5(string_agg(t::text, \'|\' ORDER BY company_name, stock_date)) '
+                        f'FROM "{schema}".historical_stocks_data t'
+                    ).fetchone()
+                )
+        finally:
+            drop_schema(dsn, schema)
+    outcome["same_rows"] = tables[0] == tables[1]
+    outcome["rows"] = tables[0][0]
+    return outcome
+
+
 def median(values: list[float]) -> float:
     return round(statistics.median(values), 3)
 
@@ -101,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scales", default="250,500,1000", help="listed companies for the scale runs ('' to skip)")
     parser.add_argument("--full-dataset-files", type=int, default=7192, help="0 to skip the full-dataset run")
     parser.add_argument("--usual-slice", type=int, default=50, help="files for the usual approach before extrapolating")
+    parser.add_argument("--scale-out-ranges", type=int, default=4, help="concurrent range runs (0 to skip)")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")  # as make run and the image do
@@ -161,6 +221,11 @@ def main(argv: list[str] | None = None) -> int:
         runs = [measure_platform(bucket, database_url, dsn, work, "main", no_change=True) for _ in range(args.reps)]
         print(f"platform: {[round(r['full']['run_seconds'], 2) for r in runs]}", flush=True)
 
+        scale_out = None
+        if args.scale_out_ranges:
+            scale_out = measure_scale_out(bucket, database_url, dsn, work, args.scale_out_ranges)
+            print(f"scale-out: {scale_out}", flush=True)
+
         scale = []
         for listed_count in [int(s) for s in args.scales.split(",") if s]:
             scaled = sample.generate(companies=max(args.companies, listed_count), listed=listed_count)
@@ -199,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             "runs": runs,
         },
         "scale": scale,
+        "scale_out": scale_out,
     }
     per_row = [(s["listed"], s["rows_loaded"], s["run_seconds"]) for s in scale if s.get("rows_loaded")]
     targets = [
@@ -264,6 +330,19 @@ def render(r: dict) -> str:
             for s in r["scale"]
         ],
     ]
+    if r.get("scale_out"):
+        o = r["scale_out"]
+        lines += [
+            "",
+            f"Past one machine: {o['ranges']} concurrent runs over disjoint company ranges (separate processes) "
+            f"against one run, wall time from launch to the last exit ({o['rows']:,} rows; same rows: "
+            f"{'yes' if o['same_rows'] else '**no**'}).",
+            "",
+            "| runs | wall s |",
+            "|---|---|",
+            f"| one run | {o['one_run']['wall_s']} |",
+            f"| {o['ranges']} concurrent range runs | {o['concurrent']['wall_s']} |",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -1,4 +1,7 @@
-"""One platform run in its own process (so the parent can read its peak RSS): prints the outcome as JSON."""
+"""One platform run in its own process (so the parent can read its peak RSS): prints the outcome as JSON.
+
+`python -m benchmarks.platform_run DAGSTER_HOME [FIRST...LAST]`: every company partition, or that range of them.
+"""
 
 import json
 import sys
@@ -22,9 +25,10 @@ def peak_rss_mb() -> float:
 
 def main() -> None:
     home = sys.argv[1]
+    partition_range = tuple(sys.argv[2].split("...", 1)) if len(sys.argv) > 2 else None  # type: ignore[assignment]
     with dg.DagsterInstance.from_config(home) as instance:
         started = time.monotonic()
-        outcome = execute_batch(instance=instance)
+        outcome = execute_batch(instance=instance, partition_range=partition_range)  # type: ignore[arg-type]
         wall = time.monotonic() - started
         stats = instance.get_run_stats(outcome.run_id)
     summary = outcome.summary

@@ -270,7 +270,11 @@ class BatchRun:
     def export(self) -> ExtractState:
         """Rewrite the Output CSV unless it already records the table's current version (and header choice)."""
         uri = self.bucket.uri(self.bucket.output_key)
-        with self._phase("extract"):
+        with (
+            self._phase("extract"),
+            self.postgres.connect() as lock_conn,
+            warehouse.extract_lock(lock_conn, self.target),
+        ):
             with self.postgres.connect() as conn:
                 current = warehouse.table_state(conn, self.target)
             meta = self.bucket.head_metadata(self.bucket.output_key) or {}

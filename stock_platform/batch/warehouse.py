@@ -10,7 +10,8 @@ current is read from committed state, never inferred from what a run did.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -67,6 +68,12 @@ class Target:
         return f"stock_platform:{self.schema}.{self.table}"
 
     @property
+    def extract_lock_key(self) -> str:
+        """The advisory-lock key that serialises rewrites of the table's extract (runs over disjoint companies may
+        finish together: the last to rewrite must be the one that read the newest table)."""
+        return f"{self.lock_key}:extract"
+
+    @property
     def name(self) -> str:
         return f"{self.schema}.{self.table}"
 
@@ -74,6 +81,16 @@ class Target:
 def _lock(conn: psycopg.Connection[Any], target: Target) -> None:
     # Released at commit or rollback.
     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (target.lock_key,))
+
+
+@contextmanager
+def extract_lock(conn: psycopg.Connection[Any], target: Target) -> Iterator[None]:
+    """Hold the extract's lock (a session lock of `conn`) for the block: decide, export and upload under it."""
+    conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (target.extract_lock_key,))
+    try:
+        yield
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (target.extract_lock_key,))
 
 
 def _bump_version(conn: psycopg.Connection[Any], target: Target, run_id: str) -> int:

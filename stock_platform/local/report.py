@@ -23,6 +23,7 @@ def execute_batch(
     force_reload: bool = False,
     companies: list[str] | None = None,
     instance: dg.DagsterInstance | None = None,
+    partition_range: tuple[str, str] | None = None,
     raise_on_error: bool = False,
     prune_unlisted: bool = False,
 ) -> BatchRunResult:
@@ -31,6 +32,7 @@ def execute_batch(
         defs(),
         instance or dg.DagsterInstance.get(),
         companies=companies,
+        partition_range=partition_range,
         force_reload=force_reload,
         prune_unlisted=prune_unlisted,
         notify_sns=True,

@@ -25,6 +25,8 @@ def test_benchmark_runs_end_to_end_on_a_tiny_batch(tmp_path) -> None:
                 "0",
                 "--usual-slice",
                 "4",
+                "--scale-out-ranges",
+                "3",
                 "--out",
                 str(tmp_path),
             ]
@@ -38,3 +40,5 @@ def test_benchmark_runs_end_to_end_on_a_tiny_batch(tmp_path) -> None:
     assert result["platform"]["runs"][0]["no_change"]["companies_loaded"] == 0
     assert {t["target"] for t in result["targets"]} >= {"full run ≤ 1.5 × floor", "usual ÷ platform ≥ 3"}
     assert "| floor script" in (tmp_path / "latest.md").read_text()
+    scale_out = result["scale_out"]  # three concurrent range runs load exactly what one run loads
+    assert scale_out["same_rows"] and scale_out["rows"] == rows and scale_out["concurrent"]["runs"] == 3
