@@ -137,7 +137,7 @@ def measure_scale_out(bucket: str, database_url: str, dsn: str, work: Path, rang
             with psycopg.connect(dsn) as conn:
                 tables.append(
                     conn.execute(
-                        f'SELECT count(*), md5(string_agg(t::text, \'|\' ORDER BY company_name, stock_date)) '
+                        f"SELECT count(*), md5(string_agg(t::text, '|' ORDER BY company_name, stock_date)) "
                         f'FROM "{schema}".historical_stocks_data t'
                     ).fetchone()
                 )
