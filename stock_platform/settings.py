@@ -15,6 +15,7 @@ from stock_platform.batch.quality import QualityPolicy
 from stock_platform.resources.postgres import PostgresResource
 from stock_platform.resources.s3 import MonitoredBucket, SourceBucket
 from stock_platform.resources.sns import SNSResource
+from stock_platform.resources.sqs import MarkerQueue
 
 TRUE_WORDS = ("1", "true", "yes", "on")
 
@@ -38,6 +39,15 @@ class Settings:
     sensor_interval_seconds: int
     sensors_enabled: bool
     notifications_enabled: bool  # a topic is configured (STOCK_PLATFORM_SNS_TOPIC_ARN)
+    # S3 event notifications of the monitored bucket arrive in this SQS queue: the queue-fed trigger replaces the
+    # polling marker sensor (STOCK_PLATFORM_MARKER_QUEUE_URL).
+    marker_queue_enabled: bool = False
+    marker_queue_visibility_seconds: int = 300
+    # The watchdog (only with a topic): how old a marker may get without a run, how far back markers are watched,
+    # and how long a run may wait to start before each is an incident.
+    watchdog_marker_age_seconds: int = 600
+    watchdog_marker_window_hours: int = 24
+    watchdog_run_start_seconds: int = 900
 
     @classmethod
     def from_environment(cls) -> "Settings":
@@ -45,6 +55,13 @@ class Settings:
             sensor_interval_seconds=int(os.environ.get("STOCK_PLATFORM_SENSOR_INTERVAL_SECONDS", "30")),
             sensors_enabled=_flag("STOCK_PLATFORM_SENSORS_ENABLED", True),
             notifications_enabled="STOCK_PLATFORM_SNS_TOPIC_ARN" in os.environ,
+            marker_queue_enabled="STOCK_PLATFORM_MARKER_QUEUE_URL" in os.environ,
+            marker_queue_visibility_seconds=int(
+                os.environ.get("STOCK_PLATFORM_MARKER_QUEUE_VISIBILITY_SECONDS", "300")
+            ),
+            watchdog_marker_age_seconds=int(os.environ.get("STOCK_PLATFORM_WATCHDOG_MARKER_AGE_SECONDS", "600")),
+            watchdog_marker_window_hours=int(os.environ.get("STOCK_PLATFORM_WATCHDOG_MARKER_WINDOW_HOURS", "24")),
+            watchdog_run_start_seconds=int(os.environ.get("STOCK_PLATFORM_WATCHDOG_RUN_START_SECONDS", "900")),
         )
 
     @property
@@ -92,6 +109,11 @@ class Settings:
             ),
             "frames_io_manager": ParquetFramesIOManager(bucket=bucket),
         }
+        if self.marker_queue_enabled:
+            resources["marker_queue"] = MarkerQueue(
+                queue_url=dg.EnvVar("STOCK_PLATFORM_MARKER_QUEUE_URL"),
+                visibility_timeout_seconds=self.marker_queue_visibility_seconds,
+            )
         if self.notifications_enabled:
             resources["sns"] = SNSResource(
                 topic_arn=dg.EnvVar("STOCK_PLATFORM_SNS_TOPIC_ARN"),

@@ -280,8 +280,7 @@ def test_the_platform_gets_its_settings_and_only_names_it_reads(template: dict) 
             "STOCK_PLATFORM_DATABASE_URL",
             "STOCK_PLATFORM_SNS_TOPIC_ARN",
         } <= platform
-        # The marker queue's URL is for the SQS trigger, which reads it once it lands in the package.
-        assert platform - {"STOCK_PLATFORM_MARKER_QUEUE_URL"} <= read_by_package, name
+        assert platform <= read_by_package, name
         (url,) = [e["Value"] for e in definition["Environment"] if e["Name"] == "STOCK_PLATFORM_DATABASE_URL"]
         assert url["Fn::Sub"][0].endswith("?sslmode=require") and ":${" not in url["Fn::Sub"][0].split("@")[0]
         assert "PGPASSWORD" in variables_of(definition)  # the URL carries no password; libpq reads this one
