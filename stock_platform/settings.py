@@ -39,6 +39,7 @@ class Settings:
     sensor_interval_seconds: int
     sensors_enabled: bool
     notifications_enabled: bool  # a topic is configured (STOCK_PLATFORM_SNS_TOPIC_ARN)
+    observation_interval_seconds: int = 300  # how often raw_stock_files' ETags are compared with the bucket
     # S3 event notifications of the monitored bucket arrive in this SQS queue: the queue-fed trigger replaces the
     # polling marker sensor (STOCK_PLATFORM_MARKER_QUEUE_URL).
     marker_queue_enabled: bool = False
@@ -55,6 +56,7 @@ class Settings:
             sensor_interval_seconds=int(os.environ.get("STOCK_PLATFORM_SENSOR_INTERVAL_SECONDS", "30")),
             sensors_enabled=_flag("STOCK_PLATFORM_SENSORS_ENABLED", True),
             notifications_enabled="STOCK_PLATFORM_SNS_TOPIC_ARN" in os.environ,
+            observation_interval_seconds=int(os.environ.get("STOCK_PLATFORM_OBSERVATION_INTERVAL_SECONDS", "300")),
             marker_queue_enabled="STOCK_PLATFORM_MARKER_QUEUE_URL" in os.environ,
             marker_queue_visibility_seconds=int(
                 os.environ.get("STOCK_PLATFORM_MARKER_QUEUE_VISIBILITY_SECONDS", "300")

@@ -13,6 +13,8 @@ PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 BACKFILL_TAG = "dagster/backfill"
 SENSOR_NAME_TAG = "dagster/sensor_name"
 SCHEDULE_NAME_TAG = "dagster/schedule_name"
+# Dagster's tag for the data version an asset event records (what the UI's staleness view compares).
+DATA_VERSION_TAG = "dagster/data_version"
 
 
 class NotificationState:

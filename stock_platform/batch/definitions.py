@@ -4,6 +4,7 @@ import dagster as dg
 
 from stock_platform.batch.assets import load_stock_batch, raw_stock_files, top_companies
 from stock_platform.batch.jobs import stock_batch_job, table_checks_job
+from stock_platform.batch.observation import build_observation_sensor
 from stock_platform.batch.sensors import build_marker_sensor, build_queue_sensor
 from stock_platform.settings import Settings
 
@@ -20,5 +21,5 @@ def build_batch_defs(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=[raw_stock_files, top_companies, load_stock_batch],
         jobs=[stock_batch_job, table_checks_job],
-        sensors=[trigger],
+        sensors=[trigger, build_observation_sensor(settings.observation_interval_seconds, status)],
     )
