@@ -20,11 +20,13 @@ from stock_platform.watchdog.definitions import build_watchdog_defs
 @dg.definitions
 def defs() -> dg.Definitions:
     settings = Settings.from_environment()
-    domains = [build_batch_defs(settings), build_download_defs(settings), build_quote_defs(settings)]
+    downloads = build_download_defs(settings)
+    domains = [build_batch_defs(settings), downloads, build_quote_defs(settings)]
     return dg.Definitions.merge(
         *domains,
-        # Every pipeline run ends with one <prefix>_Pipeline_Success|Failure message.
-        build_notification_defs(settings, monitored_jobs=[stock_batch_job]),
+        # Every run of a pipeline (the batch load, the daily download) ends with one
+        # <prefix>_Pipeline_Success|Failure message.
+        build_notification_defs(settings, monitored_jobs=[stock_batch_job, *(downloads.jobs or [])]),
         build_watchdog_defs(settings),
         dg.Definitions(
             resources=settings.resources(),
