@@ -1,0 +1,96 @@
+"""The polling intake: the watchlist's latest prices, fetched from a price source, as Quotes. Dagster-free.
+
+Written against `PriceSource`, a Protocol with the one method the downloads domain's price_source resource
+offers, so tests use a fake and this module never imports the real source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, time
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from stock_platform.batch.selection import company_of
+from stock_platform.batch.sources import decode_company_list
+from stock_platform.quotes.model import Quote, QuoteError, normalize_ticker, parse_price, parse_source, parse_volume
+from stock_platform.resources.s3 import SourceBucket
+
+
+class LatestPriceLike(Protocol):
+    @property
+    def ticker(self) -> str: ...
+    @property
+    def time(self) -> datetime: ...
+    @property
+    def price(self) -> float: ...
+    @property
+    def volume(self) -> int | None: ...
+    @property
+    def source(self) -> str: ...
+
+
+class PriceSource(Protocol):
+    def fetch_latest(self, ticker: str) -> LatestPriceLike: ...
+
+
+@dataclass(frozen=True)
+class Polled:
+    quotes: list[Quote]
+    errors: dict[str, str]  # ticker -> why it has no quote this time
+
+
+def in_market_hours(moment: datetime, exchange_tz: str, market_open: time, market_close: time) -> bool:
+    """Monday to Friday, open <= local time <= close (the close itself is polled: it carries the closing price)."""
+    local = moment.astimezone(ZoneInfo(exchange_tz))
+    return local.weekday() < 5 and market_open <= local.time().replace(tzinfo=None) <= market_close
+
+
+def quote_of(latest: LatestPriceLike) -> Quote:
+    if latest.time.tzinfo is None or latest.time.utcoffset() is None:
+        raise QuoteError(f"the time {latest.time.isoformat()} has no time zone")
+    return Quote(
+        ticker=normalize_ticker(latest.ticker),
+        event_time=latest.time,
+        price=parse_price(latest.price),
+        volume=parse_volume(latest.volume),
+        source=parse_source(latest.source, "poll"),
+    )
+
+
+def poll(source: PriceSource, tickers: Sequence[str]) -> Polled:
+    """Fetch each ticker's latest price; one ticker's failure is recorded and does not stop the others."""
+    quotes: list[Quote] = []
+    errors: dict[str, str] = {}
+    for ticker in tickers:
+        try:
+            quotes.append(quote_of(source.fetch_latest(ticker)))
+        except Exception as error:  # noqa: BLE001 - a source's failure is reported per ticker, with its text
+            errors[ticker] = f"{type(error).__name__}: {error}"
+    return Polled(quotes, errors)
+
+
+def parse_watchlist(text: str, from_file_names: bool = False) -> list[str]:
+    """Tickers in order, once each, from a comma-separated list (`AAPL, BRK.B`) or, `from_file_names`, from
+    company-list entries named like the batch's files (`'aapl.us.txt'` -> `AAPL`). Unusable entries are skipped."""
+    tickers: list[str] = []
+    for raw in text.replace("\n", ",").split(","):
+        entry = raw.strip().strip("'\"").strip()
+        if not entry:
+            continue
+        try:
+            ticker = normalize_ticker(company_of(entry) if from_file_names else entry)
+        except QuoteError:
+            continue  # the batch reports an unusable list entry; polling just skips it
+        if ticker not in tickers:
+            tickers.append(ticker)
+    return tickers
+
+
+def watchlist(bucket: SourceBucket, configured: str) -> list[str]:
+    """The configured tickers, or the tickers of the batch's company list (CompanyNames/top_companies.txt)."""
+    if configured.strip():
+        return parse_watchlist(configured)
+    entries = decode_company_list(bucket.get_bytes(bucket.company_list_key), bucket.uri(bucket.company_list_key))
+    return parse_watchlist(",".join(entries), from_file_names=True)
