@@ -67,6 +67,7 @@ def run_batch(
     prune_unlisted: bool = False,
     notify_sns: bool = False,
     raise_on_error: bool = False,
+    tags: dict[str, str] | None = None,
 ) -> BatchRunResult:
     """Sync the partitions and execute one batch run: every partition, `partition_range` (first, last), or the
     hand-picked `companies` (one run without partitions)."""
@@ -75,11 +76,11 @@ def run_batch(
     except Exception:  # noqa: BLE001 - as the sensor does: the run still starts, fails on it, says why, notifies
         added, deleted = [], []
     if companies:
-        tags: dict[str, str] = {}
+        run_tags: dict[str, str] = {}
     elif partition_range:
-        tags = partition_range_tags(list(partition_range))
+        run_tags = partition_range_tags(list(partition_range))
     else:
-        tags = partition_range_tags(instance.get_dynamic_partitions(COMPANY_PARTITIONS))
+        run_tags = partition_range_tags(instance.get_dynamic_partitions(COMPANY_PARTITIONS))
     config: dict[str, Any] = {
         "force_reload": force_reload,
         "companies": companies or [],
@@ -87,7 +88,7 @@ def run_batch(
     }
     result = definitions.resolve_job_def(stock_batch_job.name).execute_in_process(
         instance=instance,
-        tags=tags,
+        tags={**run_tags, **(tags or {})},
         run_config={
             "ops": {load_stock_batch.op.name: {"config": config}},
             # The terminal shows the run's INFO progress lines; Dagster's per-event DEBUG lines (one

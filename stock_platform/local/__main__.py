@@ -15,9 +15,9 @@ the signal's number; moto keeps running with its state until `make stop`.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 import boto3
 
 from stock_platform.local import sample
+from stock_platform.local.fake_provider import FakeProvider, start_fake_provider
 from stock_platform.local.stack import (
     LOCAL_DIR,
     PROJECT_ROOT,
@@ -46,6 +47,7 @@ from stock_platform.local.stack import (
     write_local_instance,
 )
 from stock_platform.notices import silence_known_notices
+from stock_platform.tags import MARKER_ETAG_TAG, MARKER_TAG
 
 SOURCE_BUCKET = "stock-platform-source"
 # How long dagster dev may take to shut its webserver, daemon and code servers down before they are killed.
@@ -86,7 +88,13 @@ def _unwind_on_stop_signals() -> None:
 class Prepared:
     batch: sample.SampleBatch
     sink: NotificationSink
-    uploaded: int  # files of the sample that were not in the bucket already, byte for byte
+    uploaded: int  # files of the sample that were not in the bucket yet
+    provider: FakeProvider  # the local price API the daily download fetches from
+
+
+# The sample's special files get bad answers from the fake price API (each a failure mode a real provider has), so
+# a download day leaves them as the batch demo needs them: missing, empty, header-only.
+BAD_TICKERS = {sample.MISSING_COMPANY: "nodata", sample.EMPTY_COMPANY: "html", sample.HEADER_ONLY_COMPANY: "quota"}
 
 
 def _prepare(env: dict[str, str], companies: int, listed: int) -> Prepared:
@@ -108,20 +116,24 @@ def _prepare(env: dict[str, str], companies: int, listed: int) -> Prepared:
     # deployed bucket is private (deploy/cloudformation.yaml); its links go to the S3 console.
     s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(_browsable(bucket)))
     batch = sample.generate(companies=companies, listed=listed)
-    # The endpoint keeps its objects between commands: upload only what is not there byte for byte (a single-part
-    # upload's ETag is the MD5 of its bytes), so a second make run changes nothing and is a no-change run.
+    # The endpoint keeps its objects between commands: upload only the sample's files that are not there, so a
+    # second make run neither undoes the days the downloads added nor reloads anything.
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-    there = {o["Key"]: o["ETag"].strip('"') for page in pages for o in page.get("Contents", [])}
+    there = {o["Key"] for page in pages for o in page.get("Contents", [])}
     uploaded = []
 
-    def put_if_changed(key: str, data: bytes) -> None:
-        if there.get(key) != hashlib.md5(data, usedforsecurity=False).hexdigest():
+    def put_if_missing(key: str, data: bytes) -> None:
+        if key not in there:
             s3.put_object(Bucket=bucket, Key=key, Body=data)
             uploaded.append(key)
 
-    sample.upload(batch, put_if_changed)
+    sample.upload(batch, put_if_missing)
+    provider = start_fake_provider(bad=BAD_TICKERS)
+    os.environ.setdefault("STOCK_PLATFORM_PRICE_PROVIDER", "yahoo")
+    os.environ["STOCK_PLATFORM_PRICE_BASE_URL"] = provider.base_url
+    os.environ.setdefault("STOCK_PLATFORM_PRICE_REQUESTS_PER_SECOND", "200")  # a local fake: no provider's quota
     _write_env_file()
-    return Prepared(batch, sink, len(uploaded))
+    return Prepared(batch, sink, len(uploaded), provider)
 
 
 def _browsable(bucket: str) -> dict[str, Any]:
@@ -170,7 +182,13 @@ def _in_background(work: Callable[[], T]) -> Future[T]:
 
 def run(args: argparse.Namespace) -> int:
     # Only `run` needs the report, and it imports the whole platform: `ui` leaves that to dagster dev.
-    from stock_platform.local.report import execute_batch, print_report  # noqa: PLC0415
+    from stock_platform.local.report import (  # noqa: PLC0415
+        execute_batch,
+        execute_download,
+        last_trading_day,
+        print_download,
+        print_report,
+    )
 
     batch_run = None
     try:
@@ -181,9 +199,16 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"Local stack: S3/SNS/SQS at {env['AWS_ENDPOINT_URL']} (moto, kept running until make stop); "
                 f"sample batch of {len(batch.files)} files ({batch.total_bytes / 1e6:.1f} MB) in s3://{bucket}/, "
-                f"{prepared.uploaded} of them uploaded now, in {time.monotonic() - t0:.1f}s"
+                f"{prepared.uploaded} objects uploaded now (the rest were there), in {time.monotonic() - t0:.1f}s"
             )
-            batch_run = _in_background(lambda: execute_batch(force_reload=args.force_reload))
+            day = last_trading_day()
+            download = _in_background(lambda: execute_download(day)).result()
+            print_download(download)
+            _print_notification(prepared.sink, download.run_id)
+            # The marker the download dropped is what starts the load (the marker sensor, in make ui and in
+            # production); here the load runs at once, tagged with the marker as the sensor would tag it.
+            tags = _marker_tags(download.marker_uri)
+            batch_run = _in_background(lambda: execute_batch(force_reload=args.force_reload, tags=tags))
             outcome = batch_run.result()
             print_report(outcome)
             _print_notification(prepared.sink, outcome.run_id)
@@ -214,18 +239,50 @@ def _print_notification(sink: NotificationSink, run_id: str) -> None:
         print(envelope["Message"])
 
 
+def _marker_tags(marker_uri: str | None) -> dict[str, str]:
+    if marker_uri is None:
+        print("\nNo Stocks/ file changed, so the download dropped no marker; the load below finds nothing new.")
+        return {}
+    bucket, key = marker_uri.removeprefix("s3://").split("/", 1)
+    etag = boto3.client("s3").head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+    print(f"\nMarker {marker_uri}: the load of the changed companies follows.")
+    return {MARKER_TAG: marker_uri, MARKER_ETAG_TAG: etag}
+
+
 def stop(args: argparse.Namespace) -> int:
     stopped = stop_local_stack(LOCAL_DIR)
     print("Stopped: " + "; ".join(stopped) if stopped else "Nothing of the local stack was running.")
     return 0
 
 
+QUOTE_STREAM = "stock-quotes"
+QUOTE_TICKERS = 4  # sample companies the local quote producer walks around their last close
+
+
+def _quote_tickers(batch: sample.SampleBatch) -> list[str]:
+    """Listed sample companies with ordinary files whose names are valid tickers (letters, digits, '.', '-')."""
+    special = {sample.MISSING_COMPANY, sample.EMPTY_COMPANY, sample.HEADER_ONLY_COMPANY, sample.BAD_ROWS_COMPANY}
+    companies = [entry.split(".")[0] for entry in batch.listed]
+    return [c.upper() for c in companies if c not in special and re.fullmatch(r"[a-z0-9.-]+", c)][:QUOTE_TICKERS]
+
+
 def ui(args: argparse.Namespace) -> int:
     with local_stack(database_url=os.environ.get("STOCK_PLATFORM_DATABASE_URL")) as env:
-        sink = _prepare(env, args.companies, args.listed).sink
+        prepared = _prepare(env, args.companies, args.listed)
+        sink = prepared.sink
+        # Intraday quotes: a Kinesis stream on the same endpoint, read by the quote sensor every 5 s, and price
+        # alerts on a topic of their own with a queue subscribed, so a user sees them arrive.
+        alerts = create_notification_sink("stock-platform-alerts")
+        os.environ.setdefault("STOCK_PLATFORM_QUOTES_STREAM", QUOTE_STREAM)
+        os.environ.setdefault("STOCK_PLATFORM_QUOTES_SENSOR_INTERVAL_SECONDS", "5")
+        os.environ.setdefault("STOCK_PLATFORM_ALERTS_TOPIC_ARN", alerts.topic_arn)
+        _write_env_file()
+        tickers = ",".join(_quote_tickers(prepared.batch))
         print(
-            f"Local stack ready (moto at {env['AWS_ENDPOINT_URL']}); notifications go to {sink.topic_arn} and the "
-            f"queue {sink.queue_url}; starting dagster dev on port {args.port}"
+            f"Local stack ready (moto at {env['AWS_ENDPOINT_URL']}); pipeline messages go to {sink.topic_arn} and the "
+            f"queue {sink.queue_url}; price alerts to {alerts.topic_arn} and the queue {alerts.queue_url}; the fake "
+            f"price API is at {prepared.provider.base_url}; quotes for {tickers} stream into "
+            f"{os.environ['STOCK_PLATFORM_QUOTES_STREAM']}; starting dg dev on port {args.port}"
         )
         os.environ.setdefault("STOCK_PLATFORM_UI_BASE_URL", f"http://127.0.0.1:{args.port}")
         workspace = str(PROJECT_ROOT / "workspace.yaml")
@@ -233,17 +290,40 @@ def ui(args: argparse.Namespace) -> int:
         dg = str(Path(sys.executable).parent / "dg")
         command = [dg, "dev", "-w", workspace, "--host", "127.0.0.1", "--port", str(args.port)]
         os.environ.setdefault("VIRTUAL_ENV", str(Path(sys.executable).parent.parent))
+        producer_command = [
+            sys.executable,
+            "-m",
+            "stock_platform.quotes.producer",
+            "--create",
+            "--rate",
+            "2",
+            "--closes-from-db",
+            "--duplicates",
+            "0.05",
+            "--tickers",
+            tickers,
+        ]
+        with open(LOCAL_DIR / "quote-producer.log", "ab") as producer_log:
+            producer = subprocess.Popen(
+                producer_command,
+                env=os.environ.copy(),
+                stdout=producer_log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         # Its own session: a terminal's Ctrl-C reaches only us, and we stop dagster dev and then its whole
         # process group (code servers, run workers), whichever way we are stopped.
         process = subprocess.Popen(command, env=os.environ.copy(), cwd=PROJECT_ROOT, start_new_session=True)
         try:
             return process.wait()
         finally:
+            stop_process_group(producer, timeout=10)
             if process.poll() is None:
                 process.send_signal(signal.SIGINT)  # dagster dev's own graceful shutdown
                 with suppress(subprocess.TimeoutExpired):
                     process.wait(DAGSTER_DEV_STOP_TIMEOUT_S)
             stop_process_group(process, timeout=10)
+            prepared.provider.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

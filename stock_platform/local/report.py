@@ -1,8 +1,13 @@
-"""`make run`'s batch and report: the CLI's run (batch/runs.py) on the local stack, printed for a person."""
+"""`make run`'s download day and batch, and their report: the same jobs as the schedule, the sensor and the CLI
+run, on the local stack, printed for a person."""
 
 from __future__ import annotations
 
+import logging
 import os
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pandas as pd
@@ -10,6 +15,9 @@ import pandas as pd
 from stock_platform.batch.runs import BatchRunResult, run_batch
 from stock_platform.batch.summary import describe
 from stock_platform.definitions import defs
+from stock_platform.downloads.assets import DAILY_DOWNLOAD_JOB
+from stock_platform.downloads.keys import DAILY_STOCK_PRICES
+from stock_platform.notifications.sensors import notify, run_reports
 from stock_platform.resources.postgres import PostgresResource
 
 SAMPLE_QUERY = """
@@ -19,6 +27,46 @@ FROM {table} GROUP BY company_name ORDER BY trading_days DESC, company_name LIMI
 """
 
 
+@dataclass(frozen=True)
+class DownloadOutcome:
+    run_id: str
+    day: str
+    success: bool
+    report: str  # the lines the run's message carries
+    marker_uri: str | None  # the marker it dropped for the load, when some Stocks/ file changed
+
+
+def last_trading_day(timezone: str = "America/New_York", today: date | None = None) -> str:
+    """The weekday before today in the exchange's time zone: the last day whose prices are complete."""
+    day = (today or datetime.now(ZoneInfo(timezone)).date()) - timedelta(days=1)
+    while day.weekday() >= 5:
+        day -= timedelta(days=1)
+    return day.isoformat()
+
+
+def execute_download(day: str, instance: dg.DagsterInstance | None = None) -> DownloadOutcome:
+    """One run of the daily download for `day`, notified like any other run."""
+    definitions = defs()
+    instance = instance or dg.DagsterInstance.get()
+    result = definitions.resolve_job_def(DAILY_DOWNLOAD_JOB).execute_in_process(
+        instance=instance,
+        partition_key=day,
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+    )
+    marker = None
+    for event in result.asset_materializations_for_node(DAILY_STOCK_PRICES.path[-1]):
+        value = str(event.metadata["marker"].value) if "marker" in event.metadata else ""
+        marker = value if value.startswith("s3://") else None
+    sns = (definitions.resources or {}).get("sns")
+    run = instance.get_run_by_id(result.run_id)
+    if sns is not None and run is not None:
+        with dg.build_resources({"sns": sns}) as resources:
+            notify(instance, run, resources.sns, logging.getLogger("stock_platform.local"))
+    report = "\n".join(run_reports(instance, result.run_id))
+    return DownloadOutcome(result.run_id, day, result.success, report, marker)
+
+
 def execute_batch(
     force_reload: bool = False,
     companies: list[str] | None = None,
@@ -26,6 +74,7 @@ def execute_batch(
     partition_range: tuple[str, str] | None = None,
     raise_on_error: bool = False,
     prune_unlisted: bool = False,
+    tags: dict[str, str] | None = None,
 ) -> BatchRunResult:
     """One batch run over every company partition (or the hand-picked `companies`), notified like any other."""
     return run_batch(
@@ -37,7 +86,14 @@ def execute_batch(
         prune_unlisted=prune_unlisted,
         notify_sns=True,
         raise_on_error=raise_on_error,
+        tags=tags,
     )
+
+
+def print_download(outcome: DownloadOutcome) -> None:
+    status = "SUCCESS" if outcome.success else "FAILURE"
+    # Its report is in the run's log above and in its message below.
+    print(f"\n== daily_download_job run {outcome.run_id} for {outcome.day}: {status}")
 
 
 def print_report(result: BatchRunResult, elapsed_s: float | None = None) -> None:

@@ -96,7 +96,7 @@ def _committed_companies(instance: dg.DagsterInstance, run_id: str) -> list[str]
     )
 
 
-def _reports(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+def run_reports(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     """REPORT_METADATA_KEY texts of the run: its materializations', then a failed step's (`dg.Failure` metadata)."""
     kinds = {dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.STEP_FAILURE}
     reports = []
@@ -144,7 +144,7 @@ def run_facts(instance: dg.DagsterInstance, run: dg.DagsterRun, ui_base_url: str
         failed_checks=_failed_checks(instance, run.run_id),
         run_url=f"{ui_base_url.rstrip('/')}/runs/{run.run_id}" if ui_base_url else None,
         committed_companies=_committed_companies(instance, run.run_id) if summary is None else (),
-        reports=_reports(instance, run.run_id) if summary is None else (),
+        reports=run_reports(instance, run.run_id) if summary is None else (),
     )
 
 

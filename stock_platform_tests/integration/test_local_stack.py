@@ -42,8 +42,9 @@ pytestmark = pytest.mark.integration
 HANG_S = 600
 STOPS = pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 SCHEMA, TABLE = "public", "historical_stocks_data"
-# What make ui runs under it: dg dev with its webserver and daemon (moto runs in a session of its own).
-UI_PROCESSES = ("dg dev", "dagster_webserver", "dagster._daemon")
+# What make ui runs under it: dg dev with its webserver and daemon, the quote producer (moto runs in a session of
+# its own).
+UI_PROCESSES = ("dg dev", "dagster_webserver", "dagster._daemon", "stock_platform.quotes.producer")
 
 
 def local_env(local_dir: Path) -> dict[str, str]:
@@ -231,7 +232,7 @@ def remembers(local_dir: Path) -> None:
     with local("run", local_dir, keep_stack=True) as first:
         assert first.process.wait(HANG_S) == 0, first.log.read_text()[-3000:]
     first_output = first.log.read_text()
-    assert "10 of them uploaded now" not in first_output and " of them uploaded now" in first_output
+    assert "24 objects uploaded now" in first_output  # 23 files and the list
     pid, endpoint = running_moto(local_dir) or (0, "")
     assert pid and psutil.pid_exists(pid)
 
@@ -239,7 +240,7 @@ def remembers(local_dir: Path) -> None:
     with local("run", local_dir, keep_stack=True) as second:
         assert second.process.wait(HANG_S) == 0, second.log.read_text()[-3000:]
     output = second.log.read_text()
-    assert "0 of them uploaded now" in output, output[-3000:]
+    assert " 0 objects uploaded now" in output, output[-3000:]
     assert "Committed: nothing; the table was not changed by this run" in output
     assert running_moto(local_dir) == (pid, endpoint)  # the same endpoint served both
 
