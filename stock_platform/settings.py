@@ -5,6 +5,7 @@ Read when the code location loads (`Settings.from_environment()` in definitions.
 """
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,17 +21,18 @@ from stock_platform.resources.sqs import MarkerQueue
 TRUE_WORDS = ("1", "true", "yes", "on")
 
 
-def _optional(**bindings: str) -> dict[str, Any]:
+def optional_env(**bindings: str) -> dict[str, Any]:
     """Bind each field to its variable only when the variable is set, so the field's default applies otherwise."""
     return {field: dg.EnvVar(name) for field, name in bindings.items() if name in os.environ}
 
 
-def _optional_int(**bindings: str) -> dict[str, Any]:
+def optional_int_env(**bindings: str) -> dict[str, Any]:
     return {field: dg.EnvVar.int(name) for field, name in bindings.items() if name in os.environ}
 
 
-def _flag(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
+def flag(name: str, default: bool, env: Mapping[str, str] | None = None) -> bool:
+    """An on/off setting: one of TRUE_WORDS is on, anything else set is off, unset is `default`."""
+    value = (os.environ if env is None else env).get(name)
     return default if value is None else value.strip().lower() in TRUE_WORDS
 
 
@@ -54,7 +56,7 @@ class Settings:
     def from_environment(cls) -> "Settings":
         return cls(
             sensor_interval_seconds=int(os.environ.get("STOCK_PLATFORM_SENSOR_INTERVAL_SECONDS", "30")),
-            sensors_enabled=_flag("STOCK_PLATFORM_SENSORS_ENABLED", True),
+            sensors_enabled=flag("STOCK_PLATFORM_SENSORS_ENABLED", True),
             notifications_enabled="STOCK_PLATFORM_SNS_TOPIC_ARN" in os.environ,
             observation_interval_seconds=int(os.environ.get("STOCK_PLATFORM_OBSERVATION_INTERVAL_SECONDS", "300")),
             marker_queue_enabled="STOCK_PLATFORM_MARKER_QUEUE_URL" in os.environ,
@@ -73,14 +75,14 @@ class Settings:
     def resources(self) -> dict[str, Any]:
         """Every resource of the platform, keyed by the parameter name assets and sensors use."""
         s3_tuning = {
-            **_optional_int(
+            **optional_int_env(
                 max_concurrency="STOCK_PLATFORM_S3_CONCURRENCY", max_attempts="STOCK_PLATFORM_S3_MAX_ATTEMPTS"
             ),
-            **_optional(browse_url="STOCK_PLATFORM_S3_BROWSE_URL"),
+            **optional_env(browse_url="STOCK_PLATFORM_S3_BROWSE_URL"),
         }
         bucket = SourceBucket(
             bucket=dg.EnvVar("STOCK_PLATFORM_SOURCE_BUCKET"),
-            **_optional(
+            **optional_env(
                 stocks_prefix="STOCK_PLATFORM_STOCKS_PREFIX",
                 company_list_key="STOCK_PLATFORM_COMPANY_LIST_KEY",
                 output_key="STOCK_PLATFORM_OUTPUT_KEY",
@@ -95,7 +97,7 @@ class Settings:
                 if "STOCK_PLATFORM_MONITORED_BUCKET" in os.environ
                 else "STOCK_PLATFORM_SOURCE_BUCKET"  # default: markers are dropped next to the batch
             ),
-            **_optional(prefix="STOCK_PLATFORM_MONITORED_PREFIX", marker_suffix="STOCK_PLATFORM_MARKER_SUFFIX"),
+            **optional_env(prefix="STOCK_PLATFORM_MONITORED_PREFIX", marker_suffix="STOCK_PLATFORM_MARKER_SUFFIX"),
             **s3_tuning,
         )
         resources: dict[str, Any] = {
@@ -103,11 +105,11 @@ class Settings:
             "monitored": monitored,
             "postgres": PostgresResource(
                 url=dg.EnvVar("STOCK_PLATFORM_DATABASE_URL"),
-                **_optional(schema_name="STOCK_PLATFORM_DB_SCHEMA", table="STOCK_PLATFORM_TABLE"),
+                **optional_env(schema_name="STOCK_PLATFORM_DB_SCHEMA", table="STOCK_PLATFORM_TABLE"),
             ),
             "quality": QualityPolicy(
                 max_rejected_share=float(os.environ.get("STOCK_PLATFORM_MAX_REJECTED_SHARE", "0.05")),
-                **_optional_int(max_file_bytes="STOCK_PLATFORM_MAX_FILE_BYTES"),
+                **optional_int_env(max_file_bytes="STOCK_PLATFORM_MAX_FILE_BYTES"),
             ),
             "frames_io_manager": ParquetFramesIOManager(bucket=bucket),
         }
@@ -119,7 +121,7 @@ class Settings:
         if self.notifications_enabled:
             resources["sns"] = SNSResource(
                 topic_arn=dg.EnvVar("STOCK_PLATFORM_SNS_TOPIC_ARN"),
-                **_optional(subject_prefix="STOCK_PLATFORM_NOTIFY_PREFIX", ui_base_url="STOCK_PLATFORM_UI_BASE_URL"),
-                **_optional_int(max_attempts="STOCK_PLATFORM_SNS_MAX_ATTEMPTS"),
+                **optional_env(subject_prefix="STOCK_PLATFORM_NOTIFY_PREFIX", ui_base_url="STOCK_PLATFORM_UI_BASE_URL"),
+                **optional_int_env(max_attempts="STOCK_PLATFORM_SNS_MAX_ATTEMPTS"),
             )
         return resources

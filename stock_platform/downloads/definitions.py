@@ -8,7 +8,7 @@ import dagster as dg
 from stock_platform.downloads.assets import build_download_asset, build_download_job, build_download_schedule
 from stock_platform.downloads.serverless import DownloadLambda
 from stock_platform.downloads.settings import LAMBDA_FUNCTION, LAMBDA_REGION, DownloadSettings
-from stock_platform.settings import Settings, _optional
+from stock_platform.settings import Settings, optional_env
 
 
 def build_download_defs(settings: Settings) -> dg.Definitions:
@@ -23,7 +23,7 @@ def build_download_defs(settings: Settings) -> dg.Definitions:
             "price_source": downloads.price_source(),
             # Bound only when set and not empty: the deploy stack sets it empty when there is no downloader Lambda.
             "download_lambda": DownloadLambda(
-                **_optional(region_name=LAMBDA_REGION),
+                **optional_env(region_name=LAMBDA_REGION),
                 **({"function_name": dg.EnvVar(LAMBDA_FUNCTION)} if os.environ.get(LAMBDA_FUNCTION) else {}),
             ),
         },

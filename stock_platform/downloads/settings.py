@@ -15,7 +15,7 @@ import dagster as dg
 from stock_platform.downloads.fetching import PriceClient
 from stock_platform.downloads.providers import DEFAULT_BASE_URLS, Provider
 from stock_platform.resources.price_source import PriceSource
-from stock_platform.settings import TRUE_WORDS, _optional, _optional_int
+from stock_platform.settings import flag, optional_env, optional_int_env
 
 PROVIDER = "STOCK_PLATFORM_PRICE_PROVIDER"
 BASE_URL = "STOCK_PLATFORM_PRICE_BASE_URL"
@@ -67,7 +67,7 @@ class DownloadSettings:
             start_date=env.get(START_DATE, DEFAULT_START_DATE),
             schedule_cron=env.get(SCHEDULE_CRON, DEFAULT_SCHEDULE),
             timezone=env.get(TIMEZONE, DEFAULT_TIMEZONE),
-            schedule_enabled=env.get(SCHEDULE_ENABLED, "true").strip().lower() in TRUE_WORDS,
+            schedule_enabled=flag(SCHEDULE_ENABLED, True, env),
             error_after_days=max(int(env.get(ERROR_AFTER_DAYS, "3")), 1),
             concurrency=max(int(env.get(CONCURRENCY, "16")), 1),
             raw_prefix=env.get(RAW_PREFIX, "raw/"),
@@ -80,8 +80,8 @@ class DownloadSettings:
 
     def price_source(self) -> PriceSource:
         return PriceSource(
-            **_optional(provider=PROVIDER, base_url=BASE_URL, api_key=API_KEY),
-            **_optional_int(max_attempts=MAX_ATTEMPTS),
+            **optional_env(provider=PROVIDER, base_url=BASE_URL, api_key=API_KEY),
+            **optional_int_env(max_attempts=MAX_ATTEMPTS),
             # Not secrets, and pydantic floats have no dg.EnvVar form: read as values when the location loads.
             requests_per_second=float(os.environ.get(REQUESTS_PER_SECOND, "2")),
             timeout_seconds=float(os.environ.get(TIMEOUT_SECONDS, "20")),

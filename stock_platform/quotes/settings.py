@@ -18,7 +18,7 @@ from pydantic import Field
 
 from stock_platform.resources.kinesis import KinesisStream
 from stock_platform.resources.sns import SNSResource
-from stock_platform.settings import _flag, _optional, _optional_int
+from stock_platform.settings import flag, optional_env, optional_int_env
 
 STREAM_ENV = "STOCK_PLATFORM_QUOTES_STREAM"
 ALERTS_TOPIC_ENV = "STOCK_PLATFORM_ALERTS_TOPIC_ARN"
@@ -82,14 +82,14 @@ class QuoteSettings:
             market_open=market_open,
             market_close=market_close,
             poll_minutes=poll_minutes,
-            polling_enabled=_flag("STOCK_PLATFORM_QUOTES_POLLING", False),
+            polling_enabled=flag("STOCK_PLATFORM_QUOTES_POLLING", False),
             stream_configured=STREAM_ENV in os.environ,
             sensor_interval_seconds=int(
                 os.environ.get("STOCK_PLATFORM_QUOTES_SENSOR_INTERVAL_SECONDS", str(default_sensor_interval))
             ),
             max_quotes_per_tick=int(os.environ.get("STOCK_PLATFORM_QUOTES_MAX_PER_TICK", "20000")),
             alerts_topic_env=topic,
-            landing_enabled=_flag("STOCK_PLATFORM_QUOTES_TO_POSTGRES", False),
+            landing_enabled=flag("STOCK_PLATFORM_QUOTES_TO_POSTGRES", False),
             # A number, not an EnvVar: Dagster resolves EnvVars to text, and the field is a float.
             alert_threshold_percent=float(os.environ.get("STOCK_PLATFORM_ALERT_THRESHOLD_PERCENT", "1.0")),
         )
@@ -104,7 +104,7 @@ class QuoteSettings:
             "intraday": IntradayConfig(
                 exchange_timezone=self.exchange_timezone,
                 land_in_postgres=self.landing_enabled,
-                **_optional(
+                **optional_env(
                     log_prefix="STOCK_PLATFORM_QUOTES_PREFIX",
                     lake_prefix="STOCK_PLATFORM_QUOTES_LAKE_PREFIX",
                     staging_prefix="STOCK_PLATFORM_QUOTES_STAGING_PREFIX",
@@ -118,7 +118,7 @@ class QuoteSettings:
         if self.alerts_topic_env is not None:
             resources["quote_alerts"] = SNSResource(
                 topic_arn=dg.EnvVar(self.alerts_topic_env),
-                **_optional(subject_prefix="STOCK_PLATFORM_NOTIFY_PREFIX"),
-                **_optional_int(max_attempts="STOCK_PLATFORM_SNS_MAX_ATTEMPTS"),
+                **optional_env(subject_prefix="STOCK_PLATFORM_NOTIFY_PREFIX"),
+                **optional_int_env(max_attempts="STOCK_PLATFORM_SNS_MAX_ATTEMPTS"),
             )
         return resources
