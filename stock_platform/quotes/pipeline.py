@@ -63,25 +63,13 @@ class IngestResult:
 
 
 class AlertMessageSender:
-    """Publishes an AlertMessage, with Number attributes for `move` so subscribers can filter numerically."""
+    """Publishes an AlertMessage (`move` goes out as a Number attribute, so subscribers can filter numerically)."""
 
     def __init__(self, sns: SNSResource) -> None:
         self.sns = sns
-        self.client = sns.get_client()
 
     def __call__(self, message: AlertMessage) -> str:
-        attributes = {
-            name: (
-                {"DataType": "Number", "StringValue": repr(value)}
-                if isinstance(value, float)
-                else {"DataType": "String", "StringValue": value}
-            )
-            for name, value in message.attributes.items()
-        }
-        response = self.client.publish(
-            TopicArn=self.sns.topic_arn, Subject=message.subject, Message=message.body, MessageAttributes=attributes
-        )
-        return str(response["MessageId"])
+        return self.sns.publish(message.subject, message.body, message.attributes)
 
 
 def ingest(

@@ -1,5 +1,6 @@
 """The SNS topic the platform publishes to: run notifications now, price alerts later."""
 
+from collections.abc import Mapping
 from typing import Any
 
 import boto3
@@ -41,12 +42,22 @@ class SNSResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             ),
         )
 
-    def publish(self, subject: str, message: str, attributes: dict[str, str]) -> str:
-        """Publish one message; return its SNS message id. Raises after the retries are spent."""
+    def publish(self, subject: str, message: str, attributes: Mapping[str, str | float]) -> str:
+        """Publish one message; return its SNS message id. Raises after the retries are spent.
+
+        A number attribute is sent as SNS's Number type, so subscription filter policies can compare it
+        (`{"move": [{"numeric": [">=", 2]}]}`).
+        """
         response = self.get_client().publish(
             TopicArn=self.topic_arn,
             Subject=subject,
             Message=message,
-            MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
+            MessageAttributes={name: _attribute(value) for name, value in attributes.items()},
         )
         return str(response["MessageId"])
+
+
+def _attribute(value: str | float) -> dict[str, str]:
+    if isinstance(value, str):
+        return {"DataType": "String", "StringValue": value}
+    return {"DataType": "Number", "StringValue": repr(float(value))}
