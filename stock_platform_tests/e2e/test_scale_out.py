@@ -20,7 +20,7 @@ from stock_platform.batch.partitions import COMPANY_PARTITIONS, partition_range_
 from stock_platform.batch.pipeline import EXTRACT_VERSION
 from stock_platform.cli import main
 from stock_platform.local import sample
-from stock_platform.tags import TARGET_TAG
+from stock_platform.local.stack import LOCAL_INSTANCE_YAML
 from stock_platform_tests.conftest import psycopg_dsn
 from stock_platform_tests.processes import dagster_command, running
 from stock_platform_tests.waiting import wait_until
@@ -28,18 +28,8 @@ from stock_platform_tests.waiting import wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.daemon]
 HANG_S = 600  # bounds a hang, never reached on a slow machine
 RANGES = 3
-INSTANCE_YAML = f"""\
-telemetry:
-  enabled: false
-run_coordinator:
-  module: dagster.core.run_coordinator
-  class: QueuedRunCoordinator
-  config:
-    dequeue_interval_seconds: 1
-    tag_concurrency_limits:
-      - key: {TARGET_TAG}
-        limit: {RANGES}
-"""
+# The local instance, with a queue that admits RANGES batch runs at once (a team raises this limit to scale out).
+INSTANCE_YAML = LOCAL_INSTANCE_YAML.replace("        limit: 1\n", f"        limit: {RANGES}\n")
 
 
 def rows(database_url: str, schema: str, table: str) -> list[tuple]:
