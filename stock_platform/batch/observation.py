@@ -13,7 +13,7 @@ import dagster as dg
 
 from stock_platform.batch.keys import RAW_STOCK_FILES
 from stock_platform.batch.partitions import COMPANY_PARTITIONS
-from stock_platform.batch.sources import read_batch
+from stock_platform.batch.sources import CompanyListError, read_batch
 from stock_platform.resources.s3 import SourceBucket
 from stock_platform.tags import DATA_VERSION_TAG
 
@@ -38,7 +38,14 @@ def build_observation_sensor(
     def raw_stock_files_observation_sensor(
         context: dg.SensorEvaluationContext, bucket: SourceBucket
     ) -> dg.SensorResult:
-        batch = read_batch(bucket)
+        # No list (yet), or one that names nothing: nothing to observe. The batch run a marker starts fails on it
+        # and says so; the sensor does not report it a second time.
+        if not bucket.exists(bucket.company_list_key):
+            return dg.SensorResult(skip_reason=f"No company list at {bucket.uri(bucket.company_list_key)}")
+        try:
+            batch = read_batch(bucket)
+        except CompanyListError as error:
+            return dg.SensorResult(skip_reason=str(error))
         current = {c: s.etag for c in batch.selection.companies if (s := batch.source_of(c)) is not None}
         previous: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
         changed = changed_versions(current, previous)

@@ -68,6 +68,13 @@ def data_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> str:
     return materialization.tags[DATA_VERSION_TAG]
 
 
+def test_without_a_usable_list_there_is_nothing_to_observe(stack, instance) -> None:
+    events, _ = tick(instance, None)  # the bucket is empty: skipped, not a failed tick (which the watchdog reports)
+    assert events == []
+    stack.put("CompanyNames/top_companies.txt", b"")
+    assert tick(instance, None)[0] == []
+
+
 def test_raw_files_are_observed_as_they_change_and_a_no_change_run_keeps_every_version(stack, instance) -> None:
     stack.put("CompanyNames/top_companies.txt", b"'aapl.us.csv', 'msft.us.csv'")
     put(stack, "aapl", 10.5)
