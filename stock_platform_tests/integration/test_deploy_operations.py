@@ -12,6 +12,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from stock_platform.downloads.run import DownloadRequest, MarkerTarget
 from stock_platform.local import sample
 from stock_platform.local.report import execute_batch
 from stock_platform.local.stack import FAKE_AWS_ENV, PROJECT_ROOT
@@ -75,11 +76,11 @@ def test_the_downloader_writes_downloads_and_markers_and_nothing_else(enforcing_
         **keys_for(boto3.client("iam", endpoint_url=enforcing_moto, **admin), "downloader", policy),
     )
 
+    marker = MarkerTarget(client=None, bucket=monitored).key(DownloadRequest(("2024-01-02",), "run-1"))
     for bucket, key in [
         (source, "raw/2024-01-02/aapl.json"),
         (source, "Stocks/aapl.us.txt"),
-        (source, "batch-2024-01-02.SUCCESS"),
-        (monitored, "batch-2024-01-02.SUCCESS"),
+        (monitored, marker),  # downloads/2024-01-02/run-1.SUCCESS, as the package names it
     ]:
         downloader.put_object(Bucket=bucket, Key=key, Body=b"x")
     assert downloader.get_object(Bucket=source, Key="CompanyNames/top_companies.txt")["Body"].read() == b"aapl"
@@ -95,6 +96,11 @@ def test_the_downloader_writes_downloads_and_markers_and_nothing_else(enforcing_
         (source, "CompanyNames/top_companies.txt"),
         (source, "elsewhere/x"),
         (monitored, "not-a-marker"),
+        (monitored, "downloads/not-a-marker"),
+        # A marker outside downloads/ would start a batch the downloader did not ask for.
+        (monitored, "batch-2024-01-02.SUCCESS"),
+        (source, "batch-2024-01-02.SUCCESS"),
+        (source, marker),
     ]:
         assert denied(downloader.put_object, Bucket=bucket, Key=key, Body=b"x") == "AccessDenied", key
     assert denied(downloader.delete_object, Bucket=source, Key="Stocks/aapl.us.txt") == "AccessDenied"

@@ -69,6 +69,9 @@ BUCKET_SETTINGS_MOTO_IGNORES = [
     "LifecycleConfiguration",
     "NotificationConfiguration",
 ]
+# Stream settings moto's CloudFormation does not apply (moto/kinesis/models.py, Stream.create_from_cloudformation_json
+# passes the shard count and retention only). Asserted absent on moto, like the bucket settings above.
+STREAM_SETTINGS_MOTO_IGNORES = ["StreamEncryption"]
 STACK_TIMEOUT_S = 120.0
 
 
@@ -185,6 +188,7 @@ def deployed(moto_endpoint: str) -> Iterator[DeployedStack]:
             "MonitoredBucketName": f"monitored-{suffix}",
             "ComputeLogBucketName": f"compute-logs-{suffix}",
             "NotificationEmail": "operations@example.com",
+            "AlertsEmail": "traders@example.com",
             "VpcId": vpc,
             "SubnetIds": ",".join(s["SubnetId"] for s in subnets[:2]),
             "UiAllowedCidr": "203.0.113.10/32",
@@ -207,12 +211,19 @@ def deployed(moto_endpoint: str) -> Iterator[DeployedStack]:
         )
 
 
+def stream_summary(deployed: DeployedStack) -> dict:
+    kinesis = deployed.client("kinesis")
+    return kinesis.describe_stream_summary(StreamName=deployed.outputs["QuoteStreamName"])["StreamDescriptionSummary"]
+
+
 def shipped_policy(name: str, deployed: DeployedStack) -> dict:
     text = (DEPLOY / "iam" / name).read_text()
     for placeholder_name, value in {
         "SOURCE_BUCKET": deployed.parameters["SourceBucketName"],
         "MONITORED_BUCKET": deployed.parameters["MonitoredBucketName"],
         "TOPIC_ARN": deployed.outputs["NotificationTopicArn"],
+        "ALERTS_TOPIC": deployed.outputs["AlertsTopicArn"],
+        "STREAM_ARN": stream_summary(deployed)["StreamARN"],
     }.items():
         text = text.replace(placeholder_name, value)
     return json.loads(text)
@@ -227,6 +238,7 @@ def role_policy(iam, role: str, name: str) -> dict:
 def test_moto_skips_exactly_the_listed_resource_types(deployed: DeployedStack) -> None:
     assert sorted(set(deployed.skipped.values())) == SKIPPED_TYPES
     assert sorted(deployed.skipped) == [
+        "AlertsEmailSubscription",
         "CodeLocationDiscoveryService",
         "ComputeLogBucketPolicy",
         "DatabaseSecret",
@@ -254,6 +266,8 @@ def test_the_stack_creates_every_other_resource_and_its_outputs(deployed: Deploy
     assert re.fullmatch(r"http://[\w.-]+\.elb\.amazonaws\.com", out["WebserverUrl"]), out["WebserverUrl"]
     assert out["MarkerQueueUrl"].endswith(f"/{p['ProjectName']}-markers")
     assert out["NotificationTopicArn"].endswith(f":{p['ProjectName']}-notifications")
+    assert out["AlertsTopicArn"].endswith(f":{p['ProjectName']}-price-alerts")
+    assert out["QuoteStreamName"] == f"{p['ProjectName']}-quotes"
     assert out["RunTaskDefinitionArn"].endswith(f":task-definition/{p['ProjectName']}-run:1")
     assert out["DatabaseEndpoint"].endswith(":5432")
     assert out["DatabaseSecretArn"] == placeholder("DatabaseSecret")  # skipped on moto
@@ -303,6 +317,19 @@ def test_the_queue_topic_and_log_groups(deployed: DeployedStack) -> None:
     }
 
 
+def test_the_quote_stream_and_the_alerts_topic(deployed: DeployedStack) -> None:
+    summary = stream_summary(deployed)
+    assert summary["StreamStatus"] == "ACTIVE" and summary["RetentionPeriodHours"] == 24
+    # The default: one provisioned shard (QuoteStreamShards=1).
+    assert summary["OpenShardCount"] == 1 and summary["StreamModeDetails"] == {"StreamMode": "PROVISIONED"}
+    applied = {"StreamEncryption": summary.get("EncryptionType", "NONE") != "NONE"}
+    assert sorted(s for s, present in applied.items() if not present) == STREAM_SETTINGS_MOTO_IGNORES
+    sns = deployed.client("sns")
+    alerts = sns.get_topic_attributes(TopicArn=deployed.outputs["AlertsTopicArn"])["Attributes"]
+    assert alerts["KmsMasterKeyId"] == "alias/aws/sns"
+    assert deployed.outputs["AlertsTopicArn"] != deployed.outputs["NotificationTopicArn"]
+
+
 def test_roles_carry_the_shipped_least_privilege_policies(deployed: DeployedStack) -> None:
     iam = deployed.client("iam")
     roles = {
@@ -321,6 +348,7 @@ def test_roles_carry_the_shipped_least_privilege_policies(deployed: DeployedStac
             {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}
         ]
     assert role_policy(iam, roles["PipelineTaskRole"], "Pipeline") == shipped_policy("pipeline-policy.json", deployed)
+    assert role_policy(iam, roles["PipelineTaskRole"], "Quotes") == shipped_policy("quotes-policy.json", deployed)
     assert role_policy(iam, roles["DownloaderTaskRole"], "Downloader") == shipped_policy(
         "downloader-policy.json", deployed
     )
@@ -334,18 +362,23 @@ def test_roles_carry_the_shipped_least_privilege_policies(deployed: DeployedStac
             iam.get_role(RoleName=roles["TaskExecutionRole"])["Role"]["Arn"],
         ]
     )
-    # Nobody may delete anything from the buckets, but the pipeline its own frames (prune_unlisted).
+    # Nobody may delete anything from the buckets, but the pipeline its own frames (prune_unlisted) and the lake
+    # parts it has compacted (quote_lake).
+    source = f"arn:aws:s3:::{deployed.parameters['SourceBucketName']}"
+    deleting = []
     for role in roles.values():
         for name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
             document = role_policy(iam, role, name)
             for statement in document["Statement"]:
                 actions = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
                 deletes = [a for a in actions if a.startswith("s3:Delete") or a in ("s3:*", "*")]
-                if deletes:
-                    assert (role, name, deletes) == (roles["PipelineTaskRole"], "Pipeline", ["s3:DeleteObject"])
-                    assert statement["Resource"] == [
-                        f"arn:aws:s3:::{deployed.parameters['SourceBucketName']}/Processed/*"
-                    ]
+                if deletes and statement["Effect"] == "Allow":
+                    resource = statement["Resource"]
+                    deleting.append((role, name, deletes, [resource] if isinstance(resource, str) else resource))
+    assert sorted(deleting) == [
+        (roles["PipelineTaskRole"], "Pipeline", ["s3:DeleteObject"], [f"{source}/Processed/*"]),
+        (roles["PipelineTaskRole"], "Quotes", ["s3:DeleteObject"], [f"{source}/Lake/quotes/date=*/part-*.parquet"]),
+    ]
 
 
 def test_database_network_and_services(deployed: DeployedStack) -> None:
@@ -391,6 +424,9 @@ def test_database_network_and_services(deployed: DeployedStack) -> None:
     assert container["name"] == "run" and container["image"] == deployed.parameters["ImageUri"]
     environment = {e["name"]: e["value"] for e in container["environment"]}
     assert environment["STOCK_PLATFORM_SOURCE_BUCKET"] == deployed.parameters["SourceBucketName"]
+    assert environment["STOCK_PLATFORM_QUOTES_STREAM"] == deployed.outputs["QuoteStreamName"]
+    assert environment["STOCK_PLATFORM_ALERTS_TOPIC_ARN"] == deployed.outputs["AlertsTopicArn"]
+    assert environment["STOCK_PLATFORM_SNS_TOPIC_ARN"] == deployed.outputs["NotificationTopicArn"]
     assert environment["DAGSTER_COMPUTE_LOG_BUCKET"] == deployed.parameters["ComputeLogBucketName"]
     assert environment["STOCK_PLATFORM_DATABASE_URL"] == (
         f"postgresql+psycopg://stock_admin@{database['Endpoint']['Address']}:5432/stock_platform?sslmode=require"

@@ -47,7 +47,8 @@ def test_a_download_runs_with_only_the_downloader_policy(enforcing_moto, stack, 
     assert meta["tickers_downloaded"] == 2 and meta["tickers_unavailable"] == 0, meta["per_ticker"]
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
     assert {f"raw/{DAY}/aapl.us.txt", f"raw/{DAY}/msft.us.txt", "Stocks/msft.us.txt"} <= keys
-    assert any(k.endswith(".SUCCESS") for k in keys)
+    markers = [k for k in keys if k.endswith(".SUCCESS")]
+    assert len(markers) == 1 and markers[0].startswith(f"downloads/{DAY}/"), markers  # the only place it may mark
 
     as_downloader = boto3.client("s3", endpoint_url=enforcing_moto, **downloader)
 
@@ -56,7 +57,12 @@ def test_a_download_runs_with_only_the_downloader_policy(enforcing_moto, stack, 
             call(Bucket=bucket, **kwargs)
         return str(error.value.response["Error"]["Code"])
 
-    for key in ("Output/historical_stock_data.csv", "Processed/company=aapl/prices.parquet", "CompanyNames/x.txt"):
+    for key in (
+        "Output/historical_stock_data.csv",
+        "Processed/company=aapl/prices.parquet",
+        "CompanyNames/x.txt",
+        "batch.SUCCESS",  # a marker anywhere else would start a batch the downloader did not ask for
+    ):
         assert refused(as_downloader.put_object, Key=key, Body=b"x") == "AccessDenied", key
     assert refused(as_downloader.delete_object, Key="Stocks/aapl.us.txt") == "AccessDenied"
     assert refused(as_downloader.delete_object, Key=f"raw/{DAY}/aapl.us.txt") == "AccessDenied"

@@ -1,21 +1,30 @@
 """The deployment files agree with each other and with the package, checked offline without any server.
 
-deploy/cloudformation.yaml passes cfn-lint; its policies are the shipped JSON files; its buckets, queue and database
-are private, encrypted and TLS only; its task definitions give every process the variables its instance and workspace
-files read; the Dockerfile provides the defaults those files document. Creating the stack on moto and loading the
-instance files for real: stock_platform_tests/integration/test_deploy_stack.py.
+deploy/cloudformation.yaml passes cfn-lint; its policies are the shipped JSON files; its buckets, queue, stream and
+database are private, encrypted and TLS only; each permission reaches exactly the keys, stream and topic the package
+uses; its task definitions give every process the variables its instance and workspace files read, and the platform
+every variable it requires and none it does not read; the Dockerfile provides the defaults those files document.
+Creating the stack on moto and loading the instance files for real: stock_platform_tests/integration/
+test_deploy_stack.py.
 """
 
 import json
 import re
 import shlex
+from datetime import date
+from fnmatch import fnmatchcase
 
 import pytest
 import yaml
 from cfnlint.api import ManualArgs, lint_file
 from cfnlint.decode import decode
 
+from stock_platform.downloads.run import DownloadRequest, MarkerTarget
+from stock_platform.downloads.settings import LAMBDA_FUNCTION
 from stock_platform.local.stack import PROJECT_ROOT
+from stock_platform.quotes.lake import COMPACTED_NAME, part_key
+from stock_platform.quotes.monthly_log import month_key
+from stock_platform.quotes.settings import ALERTS_TOPIC_ENV, STREAM_ENV, IntradayConfig, QuoteSettings
 
 DEPLOY = PROJECT_ROOT / "deploy"
 TEMPLATE_PATH = DEPLOY / "cloudformation.yaml"
@@ -27,9 +36,10 @@ PLACEHOLDERS = {
     "${AWS::AccountId}": "ACCOUNT_ID",
     "${SourceBucketName}": "SOURCE_BUCKET",
     "${MonitoredBucketName}": "MONITORED_BUCKET",
+    "${MarkerSuffix}": ".SUCCESS",  # the parameter's default, asserted below
 }
-REF_PLACEHOLDERS = {"NotificationTopic": "TOPIC_ARN", "AWS::AccountId": "ACCOUNT_ID"}
-GETATT_PLACEHOLDERS = {("PipelineTaskRole", "Arn"): "PIPELINE_ROLE_ARN"}
+REF_PLACEHOLDERS = {"NotificationTopic": "TOPIC_ARN", "AlertsTopic": "ALERTS_TOPIC", "AWS::AccountId": "ACCOUNT_ID"}
+GETATT_PLACEHOLDERS = {("PipelineTaskRole", "Arn"): "PIPELINE_ROLE_ARN", ("QuoteStream", "Arn"): "STREAM_ARN"}
 ECS_HOME = "/opt/dagster/ecs_home"
 WORKSPACE = "/opt/dagster/app/workspace.yaml"
 
@@ -76,6 +86,32 @@ def container(template: dict, task_definition: str) -> dict:
 
 def variables_of(definition: dict) -> set[str]:
     return {e["Name"] for e in definition.get("Environment", [])} | {s["Name"] for s in definition.get("Secrets", [])}
+
+
+def statements(document: dict) -> dict[str, dict]:
+    return {s["Sid"]: s for s in document["Statement"]}
+
+
+def listed(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value
+
+
+def allows(policy: dict, action: str, resource: str) -> bool:
+    """IAM's verdict for one action on one ARN under `policy` (wildcards only; no conditions here)."""
+
+    def matching(effect: str) -> bool:
+        return any(
+            s["Effect"] == effect
+            and action in listed(s["Action"])
+            and any(fnmatchcase(resource, pattern) for pattern in listed(s["Resource"]))
+            for s in policy["Statement"]
+        )
+
+    return matching("Allow") and not matching("Deny")
+
+
+def shipped(name: str) -> dict:
+    return json.loads((DEPLOY / "iam" / name).read_text())
 
 
 def env_names(config: object) -> set[str]:
@@ -129,6 +165,13 @@ def test_every_bucket_is_private_encrypted_and_refuses_plain_http(template: dict
         ]
 
 
+def test_staged_quote_batches_expire_and_nothing_else_in_the_source_bucket_does(template: dict) -> None:
+    (rule,) = template["Resources"]["SourceBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert rule["Prefix"] == IntradayConfig().staging_prefix == "Staging/quotes/"
+    assert rule["Status"] == "Enabled" and 1 <= rule["ExpirationInDays"] <= 14
+    assert set(rule) == {"Id", "Status", "Prefix", "ExpirationInDays"}
+
+
 def test_only_the_monitored_bucket_is_versioned_and_it_sends_only_marker_events_to_the_queue(template: dict) -> None:
     buckets = resources(template, "AWS::S3::Bucket")
     assert [n for n, b in buckets.items() if "VersioningConfiguration" in b["Properties"]] == ["MonitoredBucket"]
@@ -162,34 +205,116 @@ def test_only_the_monitored_bucket_is_versioned_and_it_sends_only_marker_events_
 
 
 @pytest.mark.parametrize(
-    ("resource", "policy_name", "shipped"),
+    ("resource", "policy_name", "shipped_file"),
     [
         ("PipelineTaskRole", "Pipeline", "pipeline-policy.json"),
-        ("DownloaderTaskRole", "Downloader", "downloader-policy.json"),
+        ("PipelineTaskRole", "Quotes", "quotes-policy.json"),
+        ("DownloaderPolicy", None, "downloader-policy.json"),
         ("SourceBucketPolicy", None, "source-bucket-policy.json"),
     ],
 )
 def test_the_stack_applies_the_shipped_policy_files_unchanged(
-    template: dict, resource: str, policy_name: str | None, shipped: str
+    template: dict, resource: str, policy_name: str | None, shipped_file: str
 ) -> None:
     properties = template["Resources"][resource]
     document = inline_policy(properties, policy_name) if policy_name else properties["Properties"]["PolicyDocument"]
-    assert as_placeholders(document) == json.loads((DEPLOY / "iam" / shipped).read_text())
+    assert as_placeholders(document) == shipped(shipped_file)
 
 
-def test_the_downloader_writes_only_downloads_and_markers_and_deletes_nothing() -> None:
-    policy = json.loads((DEPLOY / "iam" / "downloader-policy.json").read_text())
-    actions = {a for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+def test_the_downloader_policy_is_on_both_downloader_roles(template: dict) -> None:
+    assert template["Parameters"]["MarkerSuffix"]["Default"] == ".SUCCESS"  # what the JSON file spells out
+    roles = template["Resources"]["DownloaderPolicy"]["Properties"]["Roles"]
+    assert roles == {
+        "Fn::If": [
+            "HasDownloaderFunction",
+            [{"Ref": "DownloaderTaskRole"}, {"Ref": "DownloaderFunctionRole"}],
+            [{"Ref": "DownloaderTaskRole"}],
+        ]
+    }
+    assert "Policies" not in template["Resources"]["DownloaderTaskRole"]["Properties"]
+
+
+def test_the_downloader_writes_only_downloads_and_its_own_markers_and_deletes_nothing() -> None:
+    policy = shipped("downloader-policy.json")
+    actions = {a for s in policy["Statement"] for a in listed(s["Action"])}
     assert actions == {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"}
     (writes,) = [s for s in policy["Statement"] if "s3:PutObject" in s["Action"]]
     assert sorted(writes["Resource"]) == sorted(
         [
             "arn:aws:s3:::SOURCE_BUCKET/raw/*",
             "arn:aws:s3:::SOURCE_BUCKET/Stocks/*",
-            "arn:aws:s3:::SOURCE_BUCKET/*.SUCCESS",
-            "arn:aws:s3:::MONITORED_BUCKET/*.SUCCESS",
+            "arn:aws:s3:::MONITORED_BUCKET/downloads/*.SUCCESS",
         ]
     )
+    # The markers the package writes (the stack sets no monitored prefix), for one day and for a range.
+    marker = MarkerTarget(client=None, bucket="MONITORED_BUCKET")
+    for days in (("2026-01-09",), ("2026-01-05", "2026-01-06", "2026-01-09")):
+        key = marker.key(DownloadRequest(days, "0f1e2d3c-run"))
+        assert allows(policy, "s3:PutObject", f"arn:aws:s3:::MONITORED_BUCKET/{key}"), key
+    for elsewhere in (
+        "MONITORED_BUCKET/batch.SUCCESS",
+        "SOURCE_BUCKET/downloads/x.SUCCESS",
+        "MONITORED_BUCKET/downloads/x",
+    ):
+        assert not allows(policy, "s3:PutObject", f"arn:aws:s3:::{elsewhere}"), elsewhere
+
+
+def test_the_quotes_policy_reaches_exactly_the_keys_stream_and_topic_the_quotes_code_uses() -> None:
+    policy = shipped("quotes-policy.json")
+    found = statements(policy)
+    # Every Kinesis call of the stream resource, but the producer's PutRecords (producers run outside the stack).
+    source = (PROJECT_ROOT / "stock_platform" / "resources" / "kinesis.py").read_text()
+    calls = set(re.findall(r"(?:client|get_client\(\))\.([a-z_]+)\(", source)) - {"put_records", "get_paginator"}
+    stream = found["ReadTheQuoteStream"]
+    snake = {re.sub(r"(?<!^)(?=[A-Z])", "_", a.split(":")[1]).lower() for a in stream["Action"]}
+    assert snake == calls == {"list_shards", "get_shard_iterator", "get_records"}
+    assert stream["Resource"] == "STREAM_ARN"
+    assert found["PublishOnlyToTheAlertsTopic"]["Resource"] == "ALERTS_TOPIC"
+
+    intraday = IntradayConfig()
+    arn = "arn:aws:s3:::SOURCE_BUCKET/"
+    day = date(2026, 1, 9)
+    part = part_key(intraday.lake_prefix, day, "AAPL", "b7c1e2")
+    compacted = f"{intraday.lake_prefix}date={day.isoformat()}/ticker=AAPL/{COMPACTED_NAME}"
+    for key in (month_key(intraday.log_prefix, "202601"), part, compacted, f"{intraday.staging_prefix}b7c1e2.json"):
+        assert allows(policy, "s3:GetObject", arn + key) and allows(policy, "s3:PutObject", arn + key), key
+    assert allows(policy, "s3:DeleteObject", arn + part)  # quote_lake deletes the parts it compacted...
+    for kept in (compacted, month_key(intraday.log_prefix, "202601"), f"{intraday.staging_prefix}b7c1e2.json"):
+        assert not allows(policy, "s3:DeleteObject", arn + kept), kept  # ...and nothing else
+    for other in ("Stocks/aapl.us.txt", "Processed/company=aapl/prices.parquet", "Lake/other/x", "QuotesX/1.csv"):
+        assert not allows(policy, "s3:PutObject", arn + other), other
+    prefixes = {r.removeprefix(arn).removesuffix("*") for r in found["ReadAndWriteOnlyTheQuoteObjects"]["Resource"]}
+    assert prefixes == {intraday.log_prefix, intraday.lake_prefix, intraday.staging_prefix}
+
+
+def test_the_quote_stream_is_encrypted_and_either_provisioned_or_on_demand(template: dict) -> None:
+    stream = template["Resources"]["QuoteStream"]
+    properties = stream["Properties"]
+    assert properties["StreamEncryption"] == {"EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"}
+    assert properties["StreamModeDetails"] == {
+        "StreamMode": {"Fn::If": ["QuoteStreamOnDemand", "ON_DEMAND", "PROVISIONED"]}
+    }
+    assert properties["ShardCount"] == {
+        "Fn::If": ["QuoteStreamOnDemand", {"Ref": "AWS::NoValue"}, {"Ref": "QuoteStreamShards"}]
+    }
+    assert template["Conditions"]["QuoteStreamOnDemand"] == {"Fn::Equals": [{"Ref": "QuoteStreamShards"}, "0"]}
+    shards = template["Parameters"]["QuoteStreamShards"]
+    assert (shards["Default"], shards["MinValue"]) == (1, 0)
+
+
+def test_alerts_have_their_own_topic_and_e_mail_subscription(template: dict) -> None:
+    topics = resources(template, "AWS::SNS::Topic")
+    assert set(topics) == {"NotificationTopic", "AlertsTopic"}
+    assert all(t["Properties"]["KmsMasterKeyId"] == "alias/aws/sns" for t in topics.values())
+    subscriptions = {
+        s["Properties"]["TopicArn"]["Ref"]: (s["Condition"], s["Properties"]["Protocol"], s["Properties"]["Endpoint"])
+        for s in resources(template, "AWS::SNS::Subscription").values()
+    }
+    assert subscriptions == {
+        "NotificationTopic": ("HasNotificationEmail", "email", {"Ref": "NotificationEmail"}),
+        "AlertsTopic": ("HasAlertsEmail", "email", {"Ref": "AlertsEmail"}),
+    }
+    assert template["Conditions"]["HasAlertsEmail"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlertsEmail"}, ""]}]}
 
 
 def test_the_database_is_private_encrypted_and_refuses_connections_without_tls(template: dict) -> None:
@@ -272,15 +397,20 @@ def test_every_process_gets_the_variables_its_instance_and_workspace_read(templa
 def test_the_platform_gets_its_settings_and_only_names_it_reads(template: dict) -> None:
     package_source = "\n".join(p.read_text() for p in (PROJECT_ROOT / "stock_platform").rglob("*.py"))
     read_by_package = set(re.findall(r"\"(STOCK_PLATFORM_[A-Z0-9_]+)\"", package_source))
+    # What the package binds without a default (dg.EnvVar), plus what switches on the domains' AWS parts: the
+    # stream sensor, the alerts topic and the downloader Lambda. Deployed, the whole platform runs.
+    required = set(re.findall(r"EnvVar\(\"(STOCK_PLATFORM_[A-Z0-9_]+)\"\)", package_source))
+    assert {"STOCK_PLATFORM_SOURCE_BUCKET", "STOCK_PLATFORM_DATABASE_URL", "STOCK_PLATFORM_SNS_TOPIC_ARN"} <= required
+    required |= {STREAM_ENV, ALERTS_TOPIC_ENV, LAMBDA_FUNCTION}
     for name in ("CodeLocationTaskDefinition", "RunTaskDefinition"):
         definition = container(template, name)
         platform = {v for v in variables_of(definition) if v.startswith("STOCK_PLATFORM_")}
-        assert {
-            "STOCK_PLATFORM_SOURCE_BUCKET",
-            "STOCK_PLATFORM_DATABASE_URL",
-            "STOCK_PLATFORM_SNS_TOPIC_ARN",
-        } <= platform
-        assert platform <= read_by_package, name
+        assert required <= platform, (name, required - platform)
+        assert platform <= read_by_package, (name, platform - read_by_package)
+        values = {e["Name"]: e["Value"] for e in definition["Environment"]}
+        assert values[STREAM_ENV] == {"Ref": "QuoteStream"}
+        assert values[ALERTS_TOPIC_ENV] == {"Ref": "AlertsTopic"}  # not the runs' topic
+        assert values["STOCK_PLATFORM_SNS_TOPIC_ARN"] == {"Ref": "NotificationTopic"}
         (url,) = [e["Value"] for e in definition["Environment"] if e["Name"] == "STOCK_PLATFORM_DATABASE_URL"]
         assert url["Fn::Sub"][0].endswith("?sslmode=require") and ":${" not in url["Fn::Sub"][0].split("@")[0]
         assert "PGPASSWORD" in variables_of(definition)  # the URL carries no password; libpq reads this one
@@ -302,3 +432,22 @@ def test_the_image_provides_the_defaults_the_instance_and_workspace_document() -
     assert "DAGSTER_CURRENT_IMAGE" in env
     exposed = next(rest.split() for keyword, rest in instructions if keyword == "EXPOSE")
     assert port in exposed and "3000" in exposed
+
+
+def test_the_quote_parameters_defaults_are_settings_the_package_accepts(template: dict, monkeypatch) -> None:
+    run = {e["Name"]: e["Value"] for e in container(template, "RunTaskDefinition")["Environment"]}
+    parameters = template["Parameters"]
+    for variable, parameter in {
+        "STOCK_PLATFORM_QUOTES_SENSOR_INTERVAL_SECONDS": "QuoteSensorIntervalSeconds",
+        "STOCK_PLATFORM_ALERT_THRESHOLD_PERCENT": "AlertThresholdPercent",
+    }.items():
+        assert run[variable] == {"Ref": parameter}
+        monkeypatch.setenv(variable, str(parameters[parameter]["Default"]))
+    monkeypatch.setenv(STREAM_ENV, "stock-platform-quotes")
+    monkeypatch.setenv(ALERTS_TOPIC_ENV, "arn:aws:sns:us-east-1:123456789012:stock-platform-price-alerts")
+    settings = QuoteSettings.from_environment()
+    assert (settings.sensor_interval_seconds, settings.alert_threshold_percent) == (60, 1.0)
+    assert settings.stream_configured and settings.alerts_topic_env == ALERTS_TOPIC_ENV
+    # The quote prefixes stay the package's defaults, which the quotes policy and the lifecycle rule name.
+    assert not {"STOCK_PLATFORM_QUOTES_PREFIX", "STOCK_PLATFORM_QUOTES_LAKE_PREFIX"} & set(run)
+    assert "STOCK_PLATFORM_QUOTES_STAGING_PREFIX" not in run

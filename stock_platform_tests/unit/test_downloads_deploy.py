@@ -22,8 +22,13 @@ def test_the_lambda_role_holds_the_shipped_downloader_policy_and_trusts_only_lam
     assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"] == [
         {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
     ]
+    downloader = template["Resources"]["DownloaderPolicy"]["Properties"]
     shipped = json.loads((DEPLOY / "iam" / "downloader-policy.json").read_text())
-    assert as_placeholders(inline_policy(role, "Downloader")) == shipped
+    assert as_placeholders(downloader["PolicyDocument"]) == shipped
+    # With the function, its role holds the policy too (DownloaderPolicy's Roles when CONDITION holds).
+    assert {"Ref": "DownloaderFunctionRole"} in downloader["Roles"]["Fn::If"][1]
+    assert downloader["Roles"]["Fn::If"][0] == CONDITION
+    assert [p["PolicyName"] for p in role["Properties"]["Policies"]] == ["WriteItsOwnLogs"]
     assert inline_policy(role, "WriteItsOwnLogs")["Statement"][0]["Resource"] == {
         "Fn::GetAtt": ["DownloaderLogGroup", "Arn"]
     }
@@ -39,6 +44,10 @@ def test_the_function_runs_the_handler_image_with_variables_the_package_reads(te
     read = set(re.findall(r"\"(STOCK_PLATFORM_[A-Z0-9_]+)\"", package))
     variables = set(properties["Environment"]["Variables"])
     assert PROVIDER in variables and variables <= read
+    # And every variable the handler requires (read without a default).
+    handler = (PROJECT_ROOT / "stock_platform" / "downloads" / "lambda_handler.py").read_text()
+    required = set(re.findall(r"env\[\"(STOCK_PLATFORM_[A-Z0-9_]+)\"\]", handler))
+    assert required and required <= variables
 
 
 def test_only_the_pipeline_may_invoke_the_function_and_the_runs_are_told_its_name(template: dict) -> None:
