@@ -101,11 +101,16 @@ class Landing:
         data: bytes = response["Body"].read()
         return data, str(response["ETag"])
 
-    def update_stock_file(self, file_name: str, rows: Sequence[PriceRow]) -> StockUpdate:
-        """Merge `rows` into Stocks/<file_name>, retrying the read-merge-write when another writer got there first."""
+    def update_stock_file(self, file_name: str, rows: Sequence[PriceRow], listed: bool = True) -> StockUpdate:
+        """Merge `rows` into Stocks/<file_name>, retrying the read-merge-write when another writer got there first.
+
+        A file the listing did not show (`listed=False`, a new ticker) is first written with `IfNoneMatch='*'`
+        without a read: on AWS, a GET of a missing key answers 403, not 404, to a role that may list only a prefix
+        (the downloader's), and the conditional write is what tells "still missing" apart anyway (412 otherwise).
+        """
         key = self.stocks_prefix + file_name
         for attempt in range(1, MAX_MERGE_ATTEMPTS + 1):
-            existing, etag = self.read(key)
+            existing, etag = self.read(key) if listed or attempt > 1 else (None, None)
             merge = merge_stock_file(existing, rows)
             if merge.data is None:
                 return StockUpdate(merge, None, attempt)

@@ -149,7 +149,7 @@ def run_download(
             return TickerOutcome(ticker, TickerStatus.UNAVAILABLE, reason)
         file_name = names[0] if names else f"{ticker}.us.txt"
         try:
-            return _download_one(request, fetch, landing, ticker, file_name)
+            return _download_one(request, fetch, landing, ticker, file_name, listed=bool(names))
         except (ClientError, MergeError, ConflictError) as error:
             return TickerOutcome(ticker, TickerStatus.UNAVAILABLE, f"could not land: {error}", file_name)
 
@@ -163,7 +163,7 @@ def run_download(
 
 
 def _download_one(
-    request: DownloadRequest, fetch: Fetch, landing: Landing, ticker: str, file_name: str
+    request: DownloadRequest, fetch: Fetch, landing: Landing, ticker: str, file_name: str, listed: bool
 ) -> TickerOutcome:
     answer = fetch(ticker, request.first, request.last)
     if isinstance(answer, Unavailable):
@@ -184,7 +184,7 @@ def _download_one(
             written += 1
         else:
             kept += 1
-    update = landing.update_stock_file(file_name, normalised.rows)
+    update = landing.update_stock_file(file_name, normalised.rows, listed=listed)
     merge = update.merge
     return TickerOutcome(
         ticker,

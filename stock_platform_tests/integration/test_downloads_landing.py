@@ -189,3 +189,15 @@ def test_s3_conflict_409_is_retried(stack) -> None:
         update = Landing(client, stack.bucket).update_stock_file("conf.us.txt", rows_for("2026-01-05", 5.0))
     assert injected["n"] == 2 and update.attempts == 3
     assert stack.get("Stocks/conf.us.txt").decode().splitlines()[1].startswith("2026-01-05,5.0,")
+
+
+def test_a_new_ticker_is_written_without_a_read_and_merged_if_another_writer_created_it(stack) -> None:
+    landing = Landing(boto3.client("s3", endpoint_url=stack.endpoint), stack.bucket)
+    fresh = landing.update_stock_file("new.us.txt", rows_for("2026-03-02", 7.0), listed=False)
+    assert fresh.attempts == 1 and stack.get("Stocks/new.us.txt").decode().splitlines()[1].startswith("2026-03-02,")
+
+    # Not in this run's listing, but created since (another downloader): IfNoneMatch fails, the retry reads and merges.
+    raced = landing.update_stock_file("new.us.txt", rows_for("2026-03-03", 8.0), listed=False)
+    assert raced.attempts == 2
+    dates = [line.split(",")[0] for line in stack.get("Stocks/new.us.txt").decode().splitlines()[1:]]
+    assert dates == ["2026-03-02", "2026-03-03"]
