@@ -1,4 +1,6 @@
-"""`make bench`: the platform against the floor script and the usual approach, in one invocation, on the local stack.
+"""`make bench`: the platform against the floor script and the usual approach, in one invocation, on the local stack;
+then the daily download against bare GET+PUT, the quote stream against a bare consumer, and what a trader waits
+for (marker → success message, quote → alert) through the real daemon.
 
 Writes benchmarks/results/<timestamp>.json and .md (and latest.json / latest.md). See benchmarks/README.md.
 """
@@ -13,13 +15,18 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import boto3
 import dagster as dg
 import psycopg
 
+from benchmarks.downloads import measure_downloads
 from benchmarks.floor import bare_copy, run_floor
+from benchmarks.latency import measure_latency
+from benchmarks.quotes import measure_quotes
 from benchmarks.usual import run_usual
 from stock_platform.batch.partitions import COMPANY_PARTITIONS
 from stock_platform.batch.transforms import parse_stock_csv, prices_to_csv
@@ -152,6 +159,99 @@ def median(values: list[float]) -> float:
     return round(statistics.median(values), 3)
 
 
+def p95(values: list[float]) -> float:
+    """The 95th percentile, interpolated between the samples (the largest one when there are few)."""
+    if len(values) < 2:
+        return round(values[0], 3)
+    return round(statistics.quantiles(values, n=20, method="inclusive")[18], 3)
+
+
+def measure_pipelines(
+    args: argparse.Namespace, bucket: str, database_url: str, dsn: str, work: Path
+) -> tuple[dict | None, dict | None, dict | None]:
+    """The download, the quote stream and the latencies through the daemon, each skipped when its flag is 0.
+
+    A measurement that fails is reported as failed (and the bench exits non-zero) without losing the others."""
+    downloads = quotes = latency = None
+    if args.download_tickers:
+        downloads = guarded("downloads", measure_downloads, work, args.download_tickers, args.download_rate, args.reps)
+    if args.quotes:
+        schema = f"quotes_{uuid.uuid4().hex[:8]}"
+        quotes = guarded(
+            "quotes", measure_quotes, database_url, dsn, schema, work, args.quotes, args.quote_tickers, args.reps
+        )
+    if args.markers or args.alerts:
+        latency = guarded(
+            "latency", measure_latency, bucket, database_url, dsn, work, args.markers, args.alerts, args.sensor_interval
+        )
+    return downloads, quotes, latency
+
+
+def guarded(name: str, measure: Callable[..., dict], *args: Any) -> dict:
+    try:
+        return measure(*args)
+    except Exception as error:  # noqa: BLE001 - reported in the results, and the bench exits non-zero
+        print(f"{name} failed: {error!r}", flush=True)
+        return {"error": repr(error)}
+
+
+def pipeline_targets(downloads: dict | None, quotes: dict | None, latency: dict | None) -> list[tuple]:
+    """The targets of the download, quote and latency measurements; their medians are added to their dicts."""
+    targets: list[tuple] = []
+    downloads, quotes, latency = (d if d and "error" not in d else None for d in (downloads, quotes, latency))
+    if downloads is not None:
+        bare_dl = median([b["seconds"] for b in downloads["bare"]])
+        platform_dl = median([p["run_seconds"] for p in downloads["platform"]])
+        downloads["bare_median_s"], downloads["platform_median_s"] = bare_dl, platform_dl
+        targets.append(
+            (
+                f"download of {downloads['tickers']} tickers ≤ 2 × bare GET+PUT",
+                platform_dl / bare_dl,
+                "≤ 2",
+                platform_dl / bare_dl <= 2,
+            )
+        )
+        if downloads["platform_rate_limited"]:
+            ideal = downloads["tickers"] / downloads["rate_limit"]
+            limited = median([p["run_seconds"] for p in downloads["platform_rate_limited"]])
+            downloads["rate_limited_median_s"], downloads["rate_limited_ideal_s"] = limited, round(ideal, 3)
+            off = abs(limited / ideal - 1)
+            targets.append(
+                (f"at {downloads['rate_limit']:g} requests/s within 10 % of {ideal:g} s", off, "≤ 0.10", off <= 0.10)
+            )
+    if quotes is not None:
+        bare_q = median([b["seconds"] for b in quotes["bare"]])
+        platform_q = median([p["seconds"] for p in quotes["platform"]])
+        quotes["bare_median_s"], quotes["platform_median_s"] = bare_q, platform_q
+        quotes["peak_rss_mb"] = round(max(p["peak_rss_mb"] for p in quotes["platform"]))
+        targets.append(
+            (
+                f"{quotes['records']:,} quotes ≤ 3 × bare GetRecords → de-duplicate → PUT",
+                platform_q / bare_q,
+                "≤ 3",
+                platform_q / bare_q <= 3,
+            )
+        )
+    if latency is not None:
+        for kind in ("markers", "alerts"):
+            samples = [m["latency_s"] for m in latency[kind]]
+            if samples:
+                latency[f"{kind}_median_s"], latency[f"{kind}_p95_s"] = median(samples), p95(samples)
+        if latency["marker_run_seconds"]:
+            latency["marker_run_median_s"] = median(latency["marker_run_seconds"])
+        if latency["alerts"]:
+            bound = 3 * latency["interval_s"]
+            targets.append(
+                (
+                    f"quote → alert p95 ≤ 3 sensor intervals ({bound} s)",
+                    latency["alerts_p95_s"],
+                    f"≤ {bound} s",
+                    latency["alerts_p95_s"] <= bound,
+                )
+            )
+    return targets
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench")
     parser.add_argument("--companies", type=int, default=1000)
@@ -161,6 +261,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-dataset-files", type=int, default=7192, help="0 to skip the full-dataset run")
     parser.add_argument("--usual-slice", type=int, default=50, help="files for the usual approach before extrapolating")
     parser.add_argument("--scale-out-ranges", type=int, default=4, help="concurrent range runs (0 to skip)")
+    parser.add_argument("--download-tickers", type=int, default=500, help="tickers of the download run (0 to skip)")
+    parser.add_argument(
+        "--download-rate", type=float, default=20, help="requests/s of the rate-limited run (0 to skip)"
+    )
+    parser.add_argument("--quotes", type=int, default=100_000, help="records put on the quote stream (0 to skip)")
+    parser.add_argument("--quote-tickers", type=int, default=100, help="tickers the quotes are spread over")
+    parser.add_argument("--markers", type=int, default=5, help="markers timed through the daemon (0 to skip)")
+    parser.add_argument("--alerts", type=int, default=10, help="quote alerts timed through the daemon (0 to skip)")
+    parser.add_argument("--sensor-interval", type=int, default=5, help="sensor interval of the latency runs, seconds")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")  # as make run and the image do
@@ -245,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
             scale.append({"listed": args.full_dataset_files, "full_dataset": True, **run})
             print(f"full dataset: {run['run_seconds']:.1f}s, {run['peak_rss_mb']:.0f} MB", flush=True)
 
+        downloads, quotes, latency = measure_pipelines(args, bucket, database_url, dsn, work)
+
     floor_s = median([f["seconds"] for f in floors])
     copy_s = median([c["seconds"] for c in copies])
     rows = copies[0]["rows"]
@@ -265,23 +376,26 @@ def main(argv: list[str] | None = None) -> int:
         },
         "scale": scale,
         "scale_out": scale_out,
+        "downloads": downloads,
+        "quotes": quotes,
+        "latency": latency,
     }
     per_row = [(s["listed"], s["rows_loaded"], s["run_seconds"]) for s in scale if s.get("rows_loaded")]
     targets = [
-        ("full run ≤ 1.5 × floor", platform_s / floor_s, "≤ 1.5", platform_s / floor_s <= 1.5),
+        ("full run ≤ 1.25 × floor", platform_s / floor_s, "≤ 1.25", platform_s / floor_s <= 1.25),
         ("usual ÷ platform ≥ 3", projected / platform_s, "≥ 3", projected / platform_s >= 3),
-        ("table load ≥ 75 % of bare COPY rate", copy_s / load_s, "≥ 0.75", copy_s / load_s >= 0.75),
-        ("no-change run ≤ 25 % of full run", no_change_s / platform_s, "≤ 0.25", no_change_s / platform_s <= 0.25),
-        ("peak RSS ≤ 1 GB at 1,000 files", peak / 1024, "≤ 1.0 GB", peak <= 1024),
+        ("moonshot: full run ≤ 2.5 × bare COPY", platform_s / copy_s, "≤ 2.5", platform_s / copy_s <= 2.5),
+        ("no-change run ≤ 10 % of full run", no_change_s / platform_s, "≤ 0.10", no_change_s / platform_s <= 0.10),
+        (f"peak RSS ≤ 400 MB at {args.companies:,} files", peak, "≤ 400 MB", peak <= 400),
     ]
-    if any(s.get("full_dataset") for s in scale):
-        big = next(s for s in scale if s.get("full_dataset"))
-        base = next((s for s in scale if s["listed"] == args.listed), None) or scale[0]
-        linearity = (big["run_seconds"] / big["rows_loaded"]) / (base["run_seconds"] / base["rows_loaded"])
-        targets += [
-            ("full dataset peak RSS ≤ 2 GB", big["peak_rss_mb"] / 1024, "≤ 2.0 GB", big["peak_rss_mb"] <= 2048),
-            ("full dataset time per row within 20 % of 500-company run", linearity, "0.8–1.2", 0.8 <= linearity <= 1.2),
-        ]
+    big = next((s for s in scale if s.get("full_dataset")), None)
+    if big is not None:
+        targets.append(("full dataset peak RSS ≤ 1 GB", big["peak_rss_mb"], "≤ 1024 MB", big["peak_rss_mb"] <= 1024))
+    if len(per_row) >= 2:
+        base = next((p for p in per_row if p[0] == args.listed), per_row[0])
+        spread = max(abs((s / r) / (base[2] / base[1]) - 1) for _, r, s in per_row)
+        targets.append((f"time per row within 20 % of the {base[0]}-company run's", spread, "≤ 0.20", spread <= 0.20))
+    targets += pipeline_targets(downloads, quotes, latency)
     results["targets"] = [{"target": t, "value": round(v, 3), "goal": g, "met": m} for t, v, g, m in targets]
     results["time_per_row_us"] = [
         {"listed": listed, "rows": r, "us_per_row": round(s / r * 1e6, 2)} for listed, r, s in per_row
@@ -295,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         (out / f"{name}.json").write_text(json.dumps(results, indent=2, default=str))
         (out / f"{name}.md").write_text(markdown)
     print(markdown)
-    return 0
+    return 1 if any(isinstance(d, dict) and "error" in d for d in (downloads, quotes, latency)) else 0
 
 
 def render(r: dict) -> str:
@@ -321,15 +435,18 @@ def render(r: dict) -> str:
         "| target | value | goal | met |",
         "|---|---|---|---|",
         *[f"| {t['target']} | {t['value']} | {t['goal']} | {'yes' if t['met'] else '**no**'} |" for t in r["targets"]],
-        "",
-        "| listed companies | rows loaded | run s | peak RSS MB |",
-        "|---|---|---|---|",
-        *[
-            f"| {s['listed']}{' (full dataset)' if s.get('full_dataset') else ''} | {s['rows_loaded']:,} | "
-            f"{s['run_seconds']:.1f} | {s['peak_rss_mb']:.0f} |"
-            for s in r["scale"]
-        ],
     ]
+    if r["scale"]:
+        lines += [
+            "",
+            "| listed companies | rows loaded | run s | µs per row | peak RSS MB |",
+            "|---|---|---|---|---|",
+            *[
+                f"| {s['listed']}{' (full dataset)' if s.get('full_dataset') else ''} | {s['rows_loaded']:,} | "
+                f"{s['run_seconds']:.1f} | {s['run_seconds'] / s['rows_loaded'] * 1e6:.2f} | {s['peak_rss_mb']:.0f} |"
+                for s in r["scale"]
+            ],
+        ]
     if r.get("scale_out"):
         o = r["scale_out"]
         lines += [
@@ -343,7 +460,85 @@ def render(r: dict) -> str:
             f"| one run | {o['one_run']['wall_s']} |",
             f"| {o['ranges']} concurrent range runs | {o['concurrent']['wall_s']} |",
         ]
+    lines += render_latency(r.get("latency"), r["platform"]["median_s"])
+    lines += render_downloads(r.get("downloads"))
+    lines += render_quotes(r.get("quotes"))
     return "\n".join(lines) + "\n"
+
+
+def render_latency(latency: dict | None, run_s: float) -> list[str]:
+    if not latency:
+        return []
+    if "error" in latency:
+        return ["", f"**latency failed**: {latency['error']}"]
+    lines = [
+        "",
+        f"What a trader waits for, through the real `dagster-daemon` (sensor interval {latency['interval_s']} s; "
+        "from just before the PUT to SQS's SentTimestamp of the message; p95 interpolated between samples):",
+        "",
+        "| from → to | samples | median s | p95 s |",
+        "|---|---|---|---|",
+    ]
+    if latency["markers"]:
+        lines.append(
+            f"| marker upload → `_Pipeline_Success` in SQS (a full load each) | {len(latency['markers'])} | "
+            f"{latency['markers_median_s']} | {latency['markers_p95_s']} |"
+        )
+        if latency.get("marker_run_median_s") is not None:
+            lines.append(
+                f"| (those runs, Dagster run start → success; beside them the in-process full run: {run_s}) | "
+                f"{len(latency['marker_run_seconds'])} | {latency['marker_run_median_s']} | |"
+            )
+    if latency["alerts"]:
+        lines.append(
+            f"| quote on the stream → its alert in SQS | {len(latency['alerts'])} | {latency['alerts_median_s']} | "
+            f"{latency['alerts_p95_s']} |"
+        )
+    return lines
+
+
+def render_downloads(d: dict | None) -> list[str]:
+    if not d:
+        return []
+    if "error" in d:
+        return ["", f"**downloads failed**: {d['error']}"]
+    lines = [
+        "",
+        f"Daily download of {d['tickers']} tickers for {d['day']} from the local fake provider ({d['provider']} "
+        f"shape, its own process), each `Stocks/` file holding {d['history_days']} days of history; "
+        f"{d['concurrency']} at a time on both sides; medians of {len(d['bare'])}:",
+        "",
+        "| what | seconds |",
+        "|---|---|",
+        f"| bare script: {d['tickers']} plain GET + PUT pairs | {d['bare_median_s']} |",
+        f"| platform: `daily_download_job`, no rate limit (run start → success) | {d['platform_median_s']} |",
+    ]
+    if d["platform_rate_limited"]:
+        lines.append(
+            f"| platform at {d['rate_limit']:g} requests/s (ideal {d['rate_limited_ideal_s']:g}) | "
+            f"{d['rate_limited_median_s']} |"
+        )
+    return lines
+
+
+def render_quotes(q: dict | None) -> list[str]:
+    if not q:
+        return []
+    if "error" in q:
+        return ["", f"**quotes failed**: {q['error']}"]
+    last = q["platform"][-1]
+    return [
+        "",
+        f"Quote stream: {q['records']:,} records ({q['distinct']:,} distinct quotes, {q['tickers']} tickers, "
+        f"2 shards) on moto's Kinesis, put in {q['put_seconds']} s; both sides read them all; medians of "
+        f"{len(q['bare'])}:",
+        "",
+        "| what | seconds | peak RSS MB |",
+        "|---|---|---|",
+        f"| bare script: GetRecords → de-duplicate → PUT one CSV per month | {q['bare_median_s']} | |",
+        f"| platform: stream sensor ticks + the ingest runs they request ({last['runs']} runs): monthly log, "
+        f"lake, alerts ({last['alerts_published']} published) | {q['platform_median_s']} | {q['peak_rss_mb']} |",
+    ]
 
 
 if __name__ == "__main__":

@@ -1,0 +1,184 @@
+"""What a trader waits for, measured through the real `dagster-daemon` (sensors, queued run coordinator, a run
+worker process per run) on the local stack, with a 5 s sensor interval:
+
+- marker upload → `<prefix>_Pipeline_Success` in the SQS queue subscribed to the pipeline topic, each marker a
+  full load (the target schema is emptied before each one, so every run loads every company);
+- a quote put on the Kinesis stream → its price alert in the SQS queue subscribed to the alerts topic (each
+  sample a company not alerted yet, priced 5 % over its last close).
+
+Latency runs from just before the PUT (or PutRecord) to SQS's `SentTimestamp` of the message, so the polling of
+the queue adds nothing. Before each sample the bench waits a random fraction of the interval, so the samples do
+not all land at the same phase of the sensor's tick.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import boto3
+import dagster as dg
+import psycopg
+
+from benchmarks.quotes import create_stream, create_topic_with_queue
+from stock_platform.local.stack import (
+    PROJECT_ROOT,
+    create_notification_sink,
+    stop_process_group,
+    write_local_instance,
+)
+
+MARKER = "incoming/.SUCCESS"
+PREFIX = "BENCH"
+HANG_S = 900.0  # only bounds a wait for something that never comes
+STOP_TIMEOUT_S = 60.0
+
+
+def next_message(queue_url: str, accept: Any, timeout: float = HANG_S) -> tuple[dict[str, Any], float]:
+    """The first message `accept`s (others are dropped) and SQS's SentTimestamp of it, in epoch seconds."""
+    sqs = boto3.client("sqs")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=1,
+            AttributeNames=["SentTimestamp"],
+            MessageAttributeNames=["All"],
+        )
+        found = None
+        for message in response.get("Messages", []):
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            if found is None and accept(message):
+                found = (message, int(message["Attributes"]["SentTimestamp"]) / 1000)
+        if found:
+            return found
+    raise TimeoutError(f"no message in {queue_url} within {timeout:.0f}s")
+
+
+def wait_for_log(log: Path, needles: list[str], process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + HANG_S
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        if all(n in text for n in needles):
+            return
+        if process.poll() is not None:
+            raise RuntimeError(f"dagster-daemon exited: {text[-2000:]}")
+        time.sleep(0.5)
+    raise TimeoutError(f"dagster-daemon never logged {needles}")
+
+
+def reset_schema(dsn: str, schema: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+
+
+def last_closes(dsn: str, schema: str, count: int) -> list[tuple[str, float]]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            f'SELECT DISTINCT ON (company_name) company_name, close_value FROM "{schema}".historical_stocks_data '
+            "WHERE close_value > 0 ORDER BY company_name, stock_date DESC"
+        ).fetchall()
+    return [(str(c), float(v)) for c, v in rows[:count]]
+
+
+def measure_latency(
+    bucket: str, database_url: str, dsn: str, work: Path, markers: int, alerts: int, interval: int = 5
+) -> dict[str, Any]:
+    schema = f"latency_{uuid.uuid4().hex[:8]}"
+    reset_schema(dsn, schema)
+    home = work / f"home_latency_{uuid.uuid4().hex[:6]}"
+    write_local_instance(home)
+    sink = create_notification_sink(f"bench-pipeline-{uuid.uuid4().hex[:8]}")
+    alerts_topic, alerts_queue = create_topic_with_queue(f"bench-alerts-{uuid.uuid4().hex[:8]}")
+    stream = create_stream(f"bench-live-{uuid.uuid4().hex[:8]}", shards=2) if alerts else None
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "STOCK_PLATFORM_SOURCE_BUCKET": bucket,
+        "STOCK_PLATFORM_DATABASE_URL": database_url,
+        "STOCK_PLATFORM_DB_SCHEMA": schema,
+        "STOCK_PLATFORM_SNS_TOPIC_ARN": sink.topic_arn,
+        "STOCK_PLATFORM_ALERTS_TOPIC_ARN": alerts_topic,
+        "STOCK_PLATFORM_NOTIFY_PREFIX": PREFIX,
+        "STOCK_PLATFORM_SENSOR_INTERVAL_SECONDS": str(interval),
+        "STOCK_PLATFORM_QUOTES_SENSOR_INTERVAL_SECONDS": str(interval),
+        "STOCK_PLATFORM_DOWNLOAD_SCHEDULE_ENABLED": "false",
+        **({"STOCK_PLATFORM_QUOTES_STREAM": stream.stream_name} if stream else {}),
+    }
+    for name in ("STOCK_PLATFORM_MONITORED_BUCKET", "STOCK_PLATFORM_MARKER_QUEUE_URL"):
+        env.pop(name, None)
+    log = work / f"daemon_{uuid.uuid4().hex[:6]}.log"
+    command = [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")]
+    s3 = boto3.client("s3")
+    outcome: dict[str, Any] = {"interval_s": interval, "markers": [], "alerts": []}
+    with open(log, "wb") as out:
+        daemon = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        # The daemon's own start-up (loading the code location) is not what a marker waits for once it runs.
+        needles = [f"sensor: {name}" for name in ("s3_marker_sensor", *(("quote_stream_sensor",) if stream else ()))]
+        wait_for_log(log, needles, daemon)
+        previous = None
+        for i in range(markers):
+            if i:
+                reset_schema(dsn, schema)  # every marker's run is a full load
+            time.sleep(random.uniform(0, interval))
+            while True:  # S3's LastModified (part of the run key) has one-second resolution
+                put = time.time()
+                s3.put_object(Bucket=bucket, Key=MARKER, Body=b"")
+                modified = s3.head_object(Bucket=bucket, Key=MARKER)["LastModified"]
+                if previous is None or modified > previous:
+                    previous = modified
+                    break
+                time.sleep(0.2)
+            message, sent = next_message(
+                sink.queue_url, lambda m: json.loads(m["Body"])["Subject"].startswith(f"{PREFIX}_Pipeline_")
+            )
+            subject = json.loads(message["Body"])["Subject"]
+            outcome["markers"].append({"latency_s": round(sent - put, 3), "subject": subject})
+            print(f"marker {i + 1}: {sent - put:.1f}s ({subject})", flush=True)
+        if stream is not None:
+            for i, (company, close) in enumerate(last_closes(dsn, schema, alerts)):
+                time.sleep(random.uniform(0, interval))
+                ticker = company.upper()
+                quote = {
+                    "ticker": ticker,
+                    "event_time": datetime.now(timezone.utc).isoformat(),
+                    "price": round(close * 1.05, 4),
+                    "volume": 100,
+                    "source": "bench",
+                }
+                put = time.time()
+                stream.put_records([(json.dumps(quote).encode(), ticker)])
+                _, sent = next_message(
+                    alerts_queue,
+                    lambda m, t=ticker: (
+                        m.get("MessageAttributes", {}).get("ticker", {}).get("StringValue") in (t, "digest")
+                    ),
+                )
+                outcome["alerts"].append({"latency_s": round(sent - put, 3), "ticker": ticker})
+                print(f"alert {i + 1}: {sent - put:.1f}s", flush=True)
+    finally:
+        stop_process_group(daemon, STOP_TIMEOUT_S)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = [r for r in instance.get_runs() if r.job_name == "stock_batch_job"]
+        durations = []
+        for run in runs:
+            stats = instance.get_run_stats(run.run_id)
+            if stats.start_time and stats.end_time:
+                durations.append(round(stats.end_time - stats.start_time, 3))
+        outcome["marker_run_seconds"] = durations
+    return outcome
