@@ -3,10 +3,13 @@
 Thin: the work is pipeline.BatchRun (Dagster-free); this module maps its phases and its typed summary onto Dagster
 events. The three batch assets are one subsettable step (`load_stock_batch`):
 
-- one pass: each file is downloaded and parsed once and its frame goes to Parquet and to COPY from memory;
+- one pass: each file is downloaded and parsed once; its frame is encoded to Parquet once, spooled to local disk
+  (spool.py: the run never holds every frame in memory), PUT from there and COPYed from there;
 - the step records a materialization only for the companies it processed (`skippable=True` plus explicit
   per-partition `AssetMaterialization`s; a partitioned output would record every partition of the run, ~18 ms of
-  event storage each), and the table load runs in a background thread while those events are written;
+  event storage each). Writing those events is the step's longest task, so the rest overlaps it: the load COPYs
+  in a background thread while the frames are PUT and their events recorded (it commits only once every frame is
+  stored), and the table's events (only after the commit) are recorded while its checks and the extract run;
 - a whole batch is one run (BackfillPolicy.single_run);
 - any failure raises `dg.Failure` carrying the run's summary: what was processed, what was committed (nothing,
   after a rollback) and the table as it stands, with every secret scrubbed from the error text.
@@ -15,11 +18,10 @@ events. The three batch assets are one subsettable step (`load_stock_batch`):
 import hashlib
 import json
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import dagster as dg
-import pyarrow as pa
 from pydantic import Field
 
 from stock_platform.batch import checks
@@ -34,7 +36,7 @@ from stock_platform.batch.partitions import company_partitions
 from stock_platform.batch.pipeline import BatchRun, Parsed, Plan
 from stock_platform.batch.quality import QualityPolicy
 from stock_platform.batch.sources import read_batch
-from stock_platform.batch.summary import RunSummary, describe
+from stock_platform.batch.summary import Commit, RunSummary, describe
 from stock_platform.resources.postgres import PostgresResource
 from stock_platform.resources.s3 import SourceBucket
 
@@ -178,7 +180,6 @@ def load_stock_batch(
         include_header=config.include_header,
         log=context.log.info,
     )
-    frame_events: list[dg.AssetMaterialization] = []
     table_recorded = False
     try:
         run.prepare()
@@ -189,17 +190,30 @@ def load_stock_batch(
             if selected.gate:
                 yield gate
             run.ensure_gate(parsed)
-            run.store_frames(plan, parsed)
-            frame_events = _frame_events(bucket, plan, parsed)
+            run.stage_frames(parsed)
 
         with ThreadPoolExecutor(1) as background:
-            # The frames are stored; the table load, its checks and the extract run in the background while this
-            # thread records one materialization per company: they overlap instead of adding up.
-            tail = background.submit(_finish, run, selected, config.prune_unlisted)
-            yield from frame_events
+            frames_stored: Future[None] = Future()
+            loading = background.submit(_load, run, selected, config.prune_unlisted, frames_stored)
+            try:
+                if parsed is not None:
+                    run.write_frames()
+                frames_stored.set_result(None)
+            except BaseException as error:
+                frames_stored.set_exception(error)  # the load rolls back instead of waiting for frames
+                raise
+            if plan is not None and parsed is not None:
+                # Every parsed file's, also those rejected whole (which keep their previous frame): stored, and
+                # recorded while the load goes on. (Recording each as its PUT completes was slower: the event
+                # writes and sixteen PUT threads contend for the GIL.)
+                for company in parsed.files:
+                    yield _frame_event(bucket, plan, parsed, company)
+            loading.result()
+            # Committed: the table's events are recorded while its checks and the extract run.
+            tail = background.submit(_finish, run, selected)
+            yield from _table_events(run)
+            table_recorded = True
             tail.result()
-        yield from _table_events(run)
-        table_recorded = True
         yield from _table_check_results(context, run, selected)
         summary = run.summary
         for line in describe(summary):
@@ -223,6 +237,8 @@ def load_stock_batch(
             description=_failure_text(summary),
             metadata=summary_metadata(summary, bucket),
         ) from None  # the scrubbed text replaces the original, which may quote a secret
+    finally:
+        run.close()
 
 
 @dataclass(frozen=True)
@@ -280,12 +296,17 @@ def _table_check_results(
             yield result
 
 
-def _finish(run: BatchRun, selected: _Selected, prune: bool) -> RunSummary:
-    """The tail of the run, in the background thread: load, prune, gather the checks' evidence, export."""
-    if selected.table:
-        run.load()
-        if prune:
-            run.prune(run.summary.stale.names)
+def _load(run: BatchRun, selected: _Selected, prune: bool, frames_stored: "Future[None]") -> None:
+    """In the background thread: load (committing once the frames are stored), then prune."""
+    if not selected.table:
+        return
+    run.load(before_commit=frames_stored.result)
+    if prune:
+        run.prune(run.summary.stale.names)
+
+
+def _finish(run: BatchRun, selected: _Selected) -> RunSummary:
+    """The tail of the run, in the background thread: gather the checks' evidence, export."""
     if selected.checks:
         run.check()
     if selected.csv:
@@ -305,26 +326,24 @@ def _companies_of_run(context: dg.AssetExecutionContext, config: BatchConfig, li
     return listed
 
 
-def _frame_events(bucket: SourceBucket, plan: Plan, parsed: Parsed) -> list[dg.AssetMaterialization]:
-    return [
-        dg.AssetMaterialization(
-            asset_key=COMPANY_STOCK_PRICES,
-            partition=company,
-            metadata=frame_metadata(bucket, plan.todo[company], result, parsed.rejects.get(company)),
-        )
-        for company, result in parsed.files.items()
-    ]
+def _frame_event(bucket: SourceBucket, plan: Plan, parsed: Parsed, company: str) -> dg.AssetMaterialization:
+    return dg.AssetMaterialization(
+        asset_key=COMPANY_STOCK_PRICES,
+        partition=company,
+        metadata=frame_metadata(bucket, plan.todo[company], parsed.files[company], parsed.rejects.get(company)),
+    )
 
 
 def _table_events(run: BatchRun) -> Iterator[dg.AssetMaterialization]:
     """One materialization per company whose rows the run's transaction replaced (only after it committed)."""
-    commit = run.summary.commit
+    commit: Commit | None = run.summary.commit
     if commit is None:
         return
-    frames: dict[str, pa.Table] = run.frames
     for company in commit.companies:
         yield dg.AssetMaterialization(
-            asset_key=HISTORICAL_STOCKS_DATA, partition=company, metadata=table_metadata(frames[company], commit)
+            asset_key=HISTORICAL_STOCKS_DATA,
+            partition=company,
+            metadata=table_metadata(run.frame_stats[company], commit),
         )
 
 

@@ -10,21 +10,42 @@ The batch step writes frames with `write_frames` instead of returning them as an
 materializations only for the companies it processed (see assets.py).
 """
 
+import datetime
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from stock_platform.batch.transforms import MEMORY_POOL
 from stock_platform.resources.s3 import SourceBucket
+
+
+@dataclass(frozen=True)
+class FrameStats:
+    """What the table's materialization of a company says about its frame, kept once the frame itself is freed."""
+
+    rows: int
+    min_date: datetime.date | None
+    max_date: datetime.date | None
+
+    @classmethod
+    def of(cls, frame: pa.Table) -> "FrameStats":
+        if not frame.num_rows:
+            return cls(0, None, None)
+        dates = frame.column("stock_date")  # sorted by date
+        return cls(int(frame.num_rows), dates[0].as_py(), dates[-1].as_py())
 
 
 def frame_to_parquet(frame: pa.Table) -> bytes:
     sink = io.BytesIO()
-    pq.write_table(frame, sink, compression="zstd")
+    # Dictionary encoding only for the company (one value per frame): on the prices and dates it found nothing to
+    # share and took half the write time; without it the objects are also ~20% smaller.
+    pq.write_table(frame, sink, compression="zstd", use_dictionary=["company_name"], memory_pool=MEMORY_POOL)
     return sink.getvalue()
 
 
@@ -40,6 +61,16 @@ def write_frames(bucket: SourceBucket, frames: Mapping[str, pa.Table]) -> None:
 
     with ThreadPoolExecutor(bucket.max_concurrency) as pool:
         list(pool.map(put, frames))
+
+
+def put_parquet(bucket: SourceBucket, companies: Sequence[str], parquet: Callable[[str], bytes]) -> None:
+    """PUT the frames of `companies` already encoded (`parquet(company)` gives the object's bytes), concurrently."""
+
+    def put(company: str) -> None:
+        bucket.put_bytes(bucket.processed_key(company), parquet(company))
+
+    with ThreadPoolExecutor(bucket.max_concurrency) as pool:
+        list(pool.map(put, companies))
 
 
 def read_frames(bucket: SourceBucket, companies: list[str]) -> dict[str, pa.Table]:

@@ -9,12 +9,11 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 
+from stock_platform.batch.frames import FrameStats
 from stock_platform.batch.schema import TABLE_COLUMNS
+from stock_platform.batch.spool import PREVIEW_ROWS, SpooledFile
 from stock_platform.batch.summary import SUMMARY_METADATA_KEY, Commit, RunSummary
-from stock_platform.batch.transforms import ParsedFile
 from stock_platform.resources.s3 import S3Object, SourceBucket
-
-PREVIEW_ROWS = 5
 
 COLUMN_SCHEMA = dg.TableSchema(
     columns=[dg.TableColumn(c.name, str(c.arrow_type), description=c.description) for c in TABLE_COLUMNS]
@@ -62,7 +61,7 @@ def read_summary(metadata: Mapping[str, dg.MetadataValue]) -> RunSummary | None:
 
 
 def preview(table: pa.Table) -> dg.TableMetadataValue:
-    head = table.slice(0, PREVIEW_ROWS).to_pylist()
+    head = table.slice(0, PREVIEW_ROWS).to_pylist()  # a frame's own preview: its first rows
     records = [
         dg.TableRecord(
             {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in row.items()}
@@ -72,15 +71,14 @@ def preview(table: pa.Table) -> dg.TableMetadataValue:
     return dg.MetadataValue.table(records=records, schema=COLUMN_SCHEMA)
 
 
-def _dates(frame: pa.Table) -> dict[str, str]:
-    if not frame.num_rows:
+def _dates(stats: FrameStats) -> dict[str, str]:
+    if stats.min_date is None or stats.max_date is None:
         return {}
-    dates = frame.column("stock_date")
-    return {"min_date": str(dates[0].as_py()), "max_date": str(dates[-1].as_py())}
+    return {"min_date": str(stats.min_date), "max_date": str(stats.max_date)}
 
 
 def frame_metadata(
-    bucket: SourceBucket, source: S3Object, result: ParsedFile, rejects_uri: str | None
+    bucket: SourceBucket, source: S3Object, result: SpooledFile, rejects_uri: str | None
 ) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "status": result.status,
@@ -90,7 +88,7 @@ def frame_metadata(
         "duplicates_dropped": result.duplicates,
         "source": dg.MetadataValue.url(bucket.link(source.key)),
         "source_etag": source.etag,
-        **_dates(result.prices),
+        **_dates(result.stats),
     }
     if result.reason:
         metadata["reason"] = result.reason
@@ -101,15 +99,15 @@ def frame_metadata(
         metadata["dagster/row_count"] = result.rows_loaded
         metadata["dagster/column_schema"] = COLUMN_SCHEMA
     if result.rows_loaded:
-        metadata["preview"] = preview(result.prices)
+        metadata["preview"] = preview(result.head)
     return metadata
 
 
-def table_metadata(frame: pa.Table, commit: Commit) -> dict[str, Any]:
+def table_metadata(stats: FrameStats, commit: Commit) -> dict[str, Any]:
     return {
-        "rows_loaded": frame.num_rows,
-        "dagster/row_count": frame.num_rows,
+        "rows_loaded": stats.rows,
+        "dagster/row_count": stats.rows,
         "dagster/column_schema": COLUMN_SCHEMA,
         "table_version": commit.version,
-        **_dates(frame),
+        **_dates(stats),
     }

@@ -5,102 +5,56 @@ has and has not happened: a run that stops half-way reports exactly what it proc
 database's own counts) and the table as it stands. The asset in assets.py maps this onto Dagster events.
 
 Follow one company's bytes: `plan` decides whether its file changed (ETag vs the load ledger), `parse` downloads
-and parses it (transforms.py) and writes its rejected rows, `store_frames` writes its Parquet frame, `load`
-replaces its rows in one transaction with every other company of the run (warehouse.py), and `export` rewrites
-the Output CSV when the table's version moved past the one the extract records.
+and parses it (parsing.py, transforms.py), spools its Parquet frame to local disk (spool.py) and writes its
+rejected rows, `write_frames` PUTs the frame, `load` replaces its rows in one transaction with every other company
+of the run (warehouse.py), and `export` rewrites the Output CSV when the table's version moved past the one the
+extract records.
 """
 
 from __future__ import annotations
 
 import datetime
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import Any
 
 import pyarrow as pa
 
 from stock_platform.batch import warehouse
-from stock_platform.batch.frames import delete_frames, read_frames, write_frames
-from stock_platform.batch.quality import Finding, QualityPolicy, RejectedShare
+from stock_platform.batch.frames import FrameStats, delete_frames, put_parquet, read_frames
+from stock_platform.batch.parsing import (
+    Parsed,
+    Plan,
+    company_result,
+    fetch_and_parse,
+    plan_companies,
+    rejected_share,
+    write_rejects,
+)
+from stock_platform.batch.quality import Finding, QualityPolicy
 from stock_platform.batch.schema import prepare_tables
 from stock_platform.batch.sources import Batch, read_batch
-from stock_platform.batch.summary import (
-    CompanyResult,
-    CompanyStatus,
-    ExtractState,
-    RowCounts,
-    RunSummary,
-)
-from stock_platform.batch.transforms import ParsedFile, parse_stock_csv, rejects_to_csv, too_large
+from stock_platform.batch.spool import FrameSpool, SpooledFile
+from stock_platform.batch.summary import CompanyResult, CompanyStatus, ExtractState, RowCounts, RunSummary
+from stock_platform.batch.transforms import ParsedFile
 from stock_platform.resources.postgres import PostgresResource
-from stock_platform.resources.s3 import S3Object, SourceBucket
+from stock_platform.resources.s3 import SourceBucket
+
+__all__ = ["EXTRACT_VERSION", "BatchRun", "Parsed", "Plan", "RejectedShareExceeded"]
 
 # User metadata on the Output CSV object: the table version (and header choice) it was exported at.
 EXTRACT_VERSION = "table-version"
+EXTRACT_TABLE = "table-oid"  # which table the version counts: a recreated table starts again at version 1
 EXTRACT_ROWS = "rows"
 EXTRACT_HEADER = "header"
-WORST_CAP = 20
 
 
 class RejectedShareExceeded(RuntimeError):
     """More rows were rejected than the quality policy allows: nothing was written to the frames or the table."""
-
-
-@dataclass(frozen=True)
-class Plan:
-    """The run's companies and which of their files to read."""
-
-    companies: tuple[str, ...]
-    todo: dict[str, S3Object]  # company -> the file to read
-
-
-@dataclass(frozen=True)
-class Parsed:
-    files: dict[str, ParsedFile]
-    rejects: dict[str, str]  # company -> URI of its rejected rows
-    gate: RejectedShare
-
-
-def plan_companies(
-    batch: Batch, companies: Sequence[str], loaded: dict[str, str], force_reload: bool
-) -> tuple[Plan, dict[str, CompanyResult]]:
-    """Which files to read, and the outcome of every company that needs no reading. Pure."""
-    todo: dict[str, S3Object] = {}
-    settled: dict[str, CompanyResult] = {}
-    for company in companies:
-        source = batch.source_of(company)
-        if company in batch.selection.ambiguous:
-            files = ", ".join(batch.selection.ambiguous[company])
-            settled[company] = CompanyResult(CompanyStatus.AMBIGUOUS, reason=f"several files: {files}")
-        elif source is None:
-            settled[company] = CompanyResult(CompanyStatus.MISSING_FILE)
-        elif not force_reload and loaded.get(company) == source.etag:
-            settled[company] = CompanyResult(CompanyStatus.UNCHANGED)
-        else:
-            todo[company] = source
-    return Plan(tuple(companies), todo), settled
-
-
-def rejected_share(files: dict[str, ParsedFile], threshold: float) -> RejectedShare:
-    worst = sorted(
-        ((c, p.rows_rejected / p.rows_read) for c, p in files.items() if p.rows_read and p.rows_rejected),
-        key=lambda item: -item[1],
-    )[:WORST_CAP]
-    return RejectedShare(
-        rows_read=sum(p.rows_read for p in files.values()),
-        rows_rejected=sum(p.rows_rejected for p in files.values()),
-        threshold=threshold,
-        worst=dict(worst),
-    )
-
-
-def company_result(parsed: ParsedFile) -> CompanyResult:
-    status = {"loaded": CompanyStatus.LOADED, "empty": CompanyStatus.EMPTY, "rejected": CompanyStatus.REJECTED}
-    rows = RowCounts(parsed.rows_read, parsed.rows_loaded, parsed.rows_rejected, parsed.duplicates)
-    return CompanyResult(status[parsed.status], rows, parsed.reason)
 
 
 class BatchRun:
@@ -126,9 +80,14 @@ class BatchRun:
         self.log = log
         self.target = warehouse.Target(postgres.schema_name, postgres.table)
         self.summary = RunSummary()
-        self.frames: dict[str, pa.Table] = {}
+        self.frames: Mapping[str, pa.Table] = {}  # the frames to load, until the load has committed them
+        self.spool = FrameSpool()
+        self.frame_stats: dict[str, FrameStats] = {}  # what the table's materializations say of each frame
         self.findings: dict[str, Finding] | None = None
         self._phases: dict[str, float] = {}
+        # Phases of one run overlap (the frames' PUTs with the load, the table's events with the extract): every
+        # change to the summary goes through `_update`, so none is lost.
+        self._lock = threading.Lock()
         self._listed: list[str] | None = None  # the batch's companies, once read
 
     @contextmanager
@@ -137,8 +96,16 @@ class BatchRun:
         try:
             yield
         finally:
-            self._phases[name] = round(self._phases.get(name, 0.0) + time.perf_counter() - started, 3)
+            self._record(name, time.perf_counter() - started)
+
+    def _record(self, phase: str, seconds: float) -> None:
+        with self._lock:
+            self._phases[phase] = round(self._phases.get(phase, 0.0) + seconds, 3)
             self.summary = replace(self.summary, phases=dict(self._phases))
+
+    def _update(self, **changes: Any) -> None:
+        with self._lock:
+            self.summary = replace(self.summary, **changes)
 
     def prepare(self) -> None:
         """Create the tables if missing and verify the existing ones against the declaration: once per run, and
@@ -169,9 +136,11 @@ class BatchRun:
     def parse(self, plan: Plan) -> Parsed:
         """Download and parse the files (concurrently), write their rejected rows, evaluate the rejected share."""
         with self._phase("download_parse"):
-            files = self._fetch_and_parse(plan.todo)
+            files = fetch_and_parse(
+                self.bucket, plan.todo, self.policy.max_file_bytes, self.log, lambda p: self._keep(plan, p)
+            )
         with self._phase("rejects"):
-            rejects = self._write_rejects(files)
+            rejects = write_rejects(self.bucket, self.run_id, files)
         for company, parsed in files.items():
             self.summary = self.summary.with_company(company, company_result(parsed))
         if rejects:
@@ -187,31 +156,35 @@ class BatchRun:
                 f"Rejects: {self.summary.rejects_uri}"
             )
 
-    def store_frames(self, plan: Plan, parsed: Parsed) -> dict[str, pa.Table]:
-        """Write the frames of the files not rejected whole; they become the frames the run loads.
+    def _keep(self, plan: Plan, parsed: ParsedFile) -> SpooledFile:
+        """Spool the frame of a file not rejected whole (with where its rows came from), keep the accounting."""
+        if parsed.status != "rejected":  # a file rejected whole keeps the company's previous rows and frame
+            source = plan.todo[parsed.company]
+            metadata = {warehouse.SOURCE_KEY: source.key.encode(), warehouse.SOURCE_ETAG: source.etag.encode()}
+            self.spool.put(parsed.company, parsed.prices.replace_schema_metadata(metadata))
+        return SpooledFile.of(parsed)
 
-        Written before anything reaches the table: the ledger will say these files are loaded, so their frames
-        must already exist.
+    def stage_frames(self, parsed: Parsed) -> None:
+        """The spooled frames become the frames the run writes (`write_frames`) and loads."""
+        self.frames = self.spool
+        self.frame_stats = {company: parsed.files[company].stats for company in self.spool}
+
+    def write_frames(self) -> None:
+        """PUT the spooled frames.
+
+        All of them are stored before the load commits (`load(before_commit=...)`): the ledger will say these
+        files are loaded, so their frames must already exist.
         """
-        self.frames = {
-            company: result.prices.replace_schema_metadata(
-                {
-                    warehouse.SOURCE_KEY: plan.todo[company].key.encode(),
-                    warehouse.SOURCE_ETAG: plan.todo[company].etag.encode(),
-                }
-            )
-            for company, result in parsed.files.items()
-            if result.status != "rejected"  # a file rejected whole keeps the company's previous rows and frame
-        }
         with self._phase("frames"):
-            write_frames(self.bucket, self.frames)
-        return self.frames
+            put_parquet(self.bucket, list(self.spool), self.spool.parquet)
 
     def use_stored_frames(self, plan: Plan, companies: Sequence[str]) -> dict[str, pa.Table]:
         """The table alone: load the companies' stored frames whose source is not what the table holds."""
         with self.postgres.connect() as conn:
             loaded = warehouse.loaded_etags(conn, self.target)
         stored = read_frames(self.bucket, list(companies))
+        frames: dict[str, pa.Table] = {}
+        self.frames = frames
         for company in companies:
             frame = stored.get(company)
             etag = (frame.schema.metadata or {}).get(warehouse.SOURCE_ETAG, b"").decode() if frame else None
@@ -220,20 +193,41 @@ class BatchRun:
             elif not self.force_reload and loaded.get(company) == etag:
                 self.summary = self.summary.with_company(company, CompanyResult(CompanyStatus.UNCHANGED))
             else:
-                self.frames[company] = frame
+                frames[company] = frame
+                self.frame_stats[company] = FrameStats.of(frame)
                 status = CompanyStatus.LOADED if frame.num_rows else CompanyStatus.EMPTY
                 counts = RowCounts(frame.num_rows, frame.num_rows, 0, 0)
                 self.summary = self.summary.with_company(company, CompanyResult(status, counts))
         self.log(f"Loading {len(self.frames)} stored frames of {len(companies)} companies")
         return self.frames
 
-    def load(self) -> None:
-        """Replace the run's companies' rows in one transaction; the summary's commit comes from the database."""
+    def load(self, before_commit: Callable[[], None] | None = None) -> None:
+        """Replace the run's companies' rows in one transaction; the summary's commit comes from the database.
+
+        `before_commit` runs inside the transaction, last: the load waits there for the frames to be stored.
+        """
+        ready = before_commit or (lambda: None)
         if not self.frames:
+            ready()
             return
-        with self._phase("load"), self.postgres.connect() as conn:
-            commit = warehouse.replace_companies(conn, self.target, self.frames, self.run_id)
-        self.summary = replace(self.summary, commit=commit)
+        waited = 0.0
+
+        def wait() -> None:
+            nonlocal waited
+            started = time.perf_counter()
+            ready()
+            waited = time.perf_counter() - started
+
+        started = time.perf_counter()
+        try:
+            with self.postgres.connect() as conn:
+                commit = warehouse.replace_companies(conn, self.target, self.frames, self.run_id, before_commit=wait)
+        finally:
+            # The load's own time: the wait for the frames is the frames' phase.
+            self._record("load", time.perf_counter() - started - waited)
+        self._update(commit=commit)
+        self.frames = {}  # committed: the run no longer needs the rows (frame_stats describes them)
+        self.spool.close()
         self.log(
             f"Committed {len(commit.companies)} companies: {commit.rows_inserted} rows inserted, "
             f"{commit.rows_updated} updated, {commit.rows_deleted} deleted, {commit.rows_unchanged} unchanged "
@@ -257,7 +251,7 @@ class BatchRun:
                 pruned=pruned.pruned,
             )
         )
-        self.summary = replace(self.summary, commit=merged)
+        self._update(commit=merged)
         with self._phase("prune"):
             delete_frames(self.bucket, companies)
         self.log(f"Pruned {len(companies)} companies ({pruned.rows_deleted} rows): {', '.join(companies)}")
@@ -268,7 +262,7 @@ class BatchRun:
         return self.findings
 
     def export(self) -> ExtractState:
-        """Rewrite the Output CSV unless it already records the table's current version (and header choice)."""
+        """Rewrite the Output CSV unless it already records this table's current version (and header choice)."""
         uri = self.bucket.uri(self.bucket.output_key)
         with (
             self._phase("extract"),
@@ -277,9 +271,11 @@ class BatchRun:
         ):
             with self.postgres.connect() as conn:
                 current = warehouse.table_state(conn, self.target)
+                identity = warehouse.table_identity(conn, self.target)
             meta = self.bucket.head_metadata(self.bucket.output_key) or {}
             header = "true" if self.include_header else "false"
-            if meta.get(EXTRACT_VERSION) == str(current.version) and meta.get(EXTRACT_HEADER) == header:
+            recorded = (meta.get(EXTRACT_TABLE), meta.get(EXTRACT_VERSION), meta.get(EXTRACT_HEADER))
+            if recorded == (identity, str(current.version), header):
                 extract = ExtractState(uri, current.version, int(meta.get(EXTRACT_ROWS, "0")), regenerated=False)
             else:
                 # Spooled to a local file, never held in memory: the extract grows with the table.
@@ -291,10 +287,15 @@ class BatchRun:
                         self.bucket.output_key,
                         spool,
                         "text/csv",
-                        {EXTRACT_VERSION: str(state.version), EXTRACT_ROWS: str(state.rows), EXTRACT_HEADER: header},
+                        {
+                            EXTRACT_TABLE: identity,
+                            EXTRACT_VERSION: str(state.version),
+                            EXTRACT_ROWS: str(state.rows),
+                            EXTRACT_HEADER: header,
+                        },
                     )
                 extract = ExtractState(uri, state.version, state.rows, regenerated=True)
-        self.summary = replace(self.summary, extract=extract)
+        self._update(extract=extract)
         if not extract.regenerated:
             self.log("The Output CSV already records the table's current version: not rewritten")
         return extract
@@ -307,6 +308,10 @@ class BatchRun:
                 stale = warehouse.stale_companies(conn, self.target, self._listed)
                 self.summary = replace(self.summary, stale=stale)
         return self.summary
+
+    def close(self) -> None:
+        """Remove the spooled frames (whatever happened)."""
+        self.spool.close()
 
     def failed(self, error: BaseException) -> RunSummary:
         """The summary of a run that stopped on `error`: scrubbed of secrets, with the table as it stands (when
@@ -338,36 +343,3 @@ class BatchRun:
             int(rows) if rows and rows.isdigit() else None,
             regenerated=False,
         )
-
-    def _fetch_and_parse(self, todo: dict[str, S3Object]) -> dict[str, ParsedFile]:
-        max_bytes = self.policy.max_file_bytes
-
-        def work(company: str) -> ParsedFile:
-            source = todo[company]
-            if source.size > max_bytes:
-                return too_large(company, source.size, max_bytes)
-            # The GET and the parse run in the same worker: pyarrow releases the GIL, so parsing one file
-            # overlaps with downloading the next.
-            return parse_stock_csv(self.bucket.get_bytes(source.key), company)
-
-        results: dict[str, ParsedFile] = {}
-        step = max(1, len(todo) // 10)
-        rows = 0
-        with ThreadPoolExecutor(self.bucket.max_concurrency) as pool:
-            futures = {pool.submit(work, company): company for company in todo}
-            for done, future in enumerate(as_completed(futures), start=1):
-                parsed = future.result()
-                results[futures[future]] = parsed
-                rows += parsed.rows_read
-                if done % step == 0 or done == len(todo):
-                    self.log(f"Parsed {done} of {len(todo)} files ({rows} rows read)")
-        return dict(sorted(results.items()))
-
-    def _write_rejects(self, files: dict[str, ParsedFile]) -> dict[str, str]:
-        def put(company: str) -> tuple[str, str]:
-            key = self.bucket.rejected_key(self.run_id, company)
-            self.bucket.put_bytes(key, rejects_to_csv(files[company].rejects), "text/csv")
-            return company, self.bucket.uri(key)
-
-        with ThreadPoolExecutor(self.bucket.max_concurrency) as pool:
-            return dict(pool.map(put, [c for c, p in files.items() if p.rows_rejected]))

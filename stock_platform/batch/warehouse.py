@@ -10,7 +10,7 @@ current is read from committed state, never inferred from what a run did.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
@@ -106,29 +106,64 @@ def _bump_version(conn: psycopg.Connection[Any], target: Target, run_id: str) ->
     return int(row[0])
 
 
-def _copy_in(conn: psycopg.Connection[Any], into: sql.Composable, frames: Iterable[pa.Table]) -> int:
+def _copy_in(
+    conn: psycopg.Connection[Any], into: sql.Composable, frames: Mapping[str, pa.Table], companies: list[str]
+) -> list[_Loaded]:
+    """COPY the companies' frames, reading each frame once (`frames` may read it from disk on each access)."""
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMN_NAMES)
-    rows = 0
+    loaded = []
     with conn.cursor() as cur, cur.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(into, columns)) as copy:
-        for frame in frames:
+        for company in companies:
+            frame = frames[company]
             if frame.num_rows:
                 copy.write(prices_to_csv(frame.select(list(COLUMN_NAMES))))
-                rows += frame.num_rows
-    return rows
+            loaded.append(_Loaded.of(company, frame))
+    return loaded
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """A company's ledger entry: where its rows came from, and how many."""
+
+    company: str
+    source_key: str
+    source_etag: str
+    rows: int
+    min_date: datetime.date | None
+    max_date: datetime.date | None
+
+    @classmethod
+    def of(cls, company: str, frame: pa.Table) -> _Loaded:
+        meta = frame.schema.metadata or {}
+        dates = frame.column("stock_date")
+        return cls(
+            company,
+            meta.get(SOURCE_KEY, b"").decode(),
+            meta.get(SOURCE_ETAG, b"").decode(),
+            frame.num_rows,
+            dates[0].as_py() if frame.num_rows else None,
+            dates[-1].as_py() if frame.num_rows else None,
+        )
 
 
 def replace_companies(
-    conn: psycopg.Connection[Any], target: Target, frames: Mapping[str, pa.Table], run_id: str
+    conn: psycopg.Connection[Any],
+    target: Target,
+    frames: Mapping[str, pa.Table],
+    run_id: str,
+    *,
+    before_commit: Callable[[], None] | None = None,
 ) -> Commit:
     """Make each company's rows in the table exactly its frame's rows, all companies in one transaction.
 
     Companies not in `frames` are never touched. On any error the transaction rolls back and the table is as it
-    was. When none of the companies has rows yet the frames are COPYed straight into the table (the fastest load
-    PostgreSQL has); otherwise they are COPYed into a temporary table and merged, writing only rows that differ,
-    so reloading unchanged data leaves no dead tuples behind.
+    was; `before_commit` runs last inside the transaction, so the load can wait there for work that must be done
+    before the commit (an error it raises rolls the load back). When none of the companies has rows yet the
+    frames are COPYed straight into the table (the fastest load PostgreSQL has); otherwise they are COPYed into a
+    temporary table and merged, writing only rows that differ, so reloading unchanged data leaves no dead tuples
+    behind.
     """
     companies = sorted(frames)
-    batch_rows = sum(f.num_rows for f in frames.values())
     with conn.transaction():
         _lock(conn, target)
         row = conn.execute(
@@ -136,28 +171,31 @@ def replace_companies(
             (companies,),
         ).fetchone()
         if row is not None and row[0]:
-            inserted, updated, deleted = _merge(conn, target, companies, frames)
+            loaded, (inserted, updated, deleted) = _merge(conn, target, companies, frames)
         else:
-            inserted, updated, deleted = _copy_in(conn, target.data, frames.values()), 0, 0
-        _record_loads(conn, target, frames, run_id)
+            loaded = _copy_in(conn, target.data, frames, companies)
+            inserted, updated, deleted = sum(entry.rows for entry in loaded), 0, 0
+        _record_loads(conn, target, loaded, run_id)
         version = _bump_version(conn, target, run_id)
+        if before_commit is not None:
+            before_commit()
     return Commit(
         companies=tuple(companies),
         rows_inserted=inserted,
         rows_updated=updated,
         rows_deleted=deleted,
-        rows_unchanged=batch_rows - inserted - updated,
+        rows_unchanged=sum(entry.rows for entry in loaded) - inserted - updated,
         version=version,
     )
 
 
 def _merge(
     conn: psycopg.Connection[Any], target: Target, companies: list[str], frames: Mapping[str, pa.Table]
-) -> tuple[int, int, int]:
+) -> tuple[list[_Loaded], tuple[int, int, int]]:
     stage = sql.Identifier("stock_platform_stage")
     values = [c for c in COLUMN_NAMES if c not in KEY_COLUMNS]
     conn.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(stage, target.data))
-    _copy_in(conn, stage, frames.values())
+    loaded = _copy_in(conn, stage, frames, companies)
     with conn.cursor() as cur:
         cur.execute(sql.SQL("ANALYZE {}").format(stage))
         cur.execute(
@@ -184,25 +222,11 @@ def _merge(
         )
         flags = [row[0] for row in cur.fetchall()]
     inserted = sum(1 for f in flags if f)
-    return inserted, len(flags) - inserted, deleted
+    return loaded, (inserted, len(flags) - inserted, deleted)
 
 
-def _record_loads(conn: psycopg.Connection[Any], target: Target, frames: Mapping[str, pa.Table], run_id: str) -> None:
-    rows = []
-    for company, frame in frames.items():
-        meta = frame.schema.metadata or {}
-        dates = frame.column("stock_date")
-        rows.append(
-            (
-                company,
-                meta.get(SOURCE_KEY, b"").decode(),
-                meta.get(SOURCE_ETAG, b"").decode(),
-                frame.num_rows,
-                dates[0].as_py() if frame.num_rows else None,
-                dates[-1].as_py() if frame.num_rows else None,
-                run_id,
-            )
-        )
+def _record_loads(conn: psycopg.Connection[Any], target: Target, loaded: list[_Loaded], run_id: str) -> None:
+    rows = [(e.company, e.source_key, e.source_etag, e.rows, e.min_date, e.max_date, run_id) for e in loaded]
     with conn.cursor() as cur:
         cur.executemany(
             sql.SQL(
@@ -262,6 +286,13 @@ def _table_state(conn: psycopg.Connection[Any], target: Target) -> TableState:
     ).fetchone()
     assert row is not None
     return TableState(rows=row[0], companies=row[1], min_date=row[2], max_date=row[3], version=int(row[4]))
+
+
+def table_identity(conn: psycopg.Connection[Any], target: Target) -> str:
+    """The table's identity beyond its version number: its OID, which a recreated table (a new database, a restore
+    into a fresh schema) does not keep, while its version starts again at 1."""
+    row = conn.execute("SELECT to_regclass(%s)::oid::text", (target.data.as_string(conn),)).fetchone()
+    return str(row[0]) if row and row[0] else ""
 
 
 def export_csv(conn: psycopg.Connection[Any], target: Target, sink: IO[bytes], header: bool = False) -> TableState:

@@ -210,3 +210,19 @@ def test_a_legacy_table_is_refused_with_the_migration_command(stack, instance) -
     failed = execute_batch(instance=instance)
     assert not failed.success and "stock-platform migrate-legacy" in (failed.error or "")
     assert stack.query("SELECT company_name FROM {t}") == [("AAPL",)]  # untouched until the user migrates
+
+
+def test_a_recreated_table_does_not_take_an_old_extract_with_the_same_version_number_for_current(stack, instance):
+    put_list(stack, "aapl.us.csv")
+    stack.put("Stocks/aapl.us.txt", HEADER + rows(3))
+    assert execute_batch(instance=instance).success  # table version 1, extract at version 1
+    # The table is recreated (a new database, a restore into a fresh schema): its version starts at 1 again.
+    with stack.connect() as conn:
+        conn.execute(f'DROP SCHEMA "{stack.schema}" CASCADE')
+        conn.execute(f'CREATE SCHEMA "{stack.schema}"')
+    stack.put("Stocks/aapl.us.txt", HEADER + rows(2, close=13.5))
+    result = execute_batch(instance=instance)
+    assert result.success and result.summary is not None and result.summary.table is not None
+    assert result.summary.table.version == 1 and result.summary.extract is not None
+    assert result.summary.extract.regenerated  # not "already current": it was another table's version 1
+    assert [row[4] for row in extract_rows(stack)] == ["13.5", "13.5"]
