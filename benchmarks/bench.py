@@ -23,6 +23,7 @@ import boto3
 import dagster as dg
 import psycopg
 
+from benchmarks.children import run_child
 from benchmarks.downloads import measure_downloads
 from benchmarks.floor import bare_copy, run_floor
 from benchmarks.latency import measure_latency
@@ -62,18 +63,7 @@ def upload(bucket: str, batch: sample.SampleBatch) -> None:
 
 def platform_run(home: Path, env: dict[str, str]) -> dict:
     """One run in a child process, which reports its own peak resident set (VmHWM)."""
-    process = subprocess.run(
-        [sys.executable, "-m", "benchmarks.platform_run", str(home)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        check=False,
-    )
-    result = json.loads(process.stdout.strip().splitlines()[-1])
-    if not result["success"]:
-        raise RuntimeError(f"platform run failed: {result['error']}")
-    return result
+    return run_child("benchmarks.platform_run", [str(home)], env, "platform run")
 
 
 def measure_platform(bucket: str, database_url: str, dsn: str, work: Path, label: str, no_change: bool) -> dict:

@@ -12,7 +12,6 @@ before the day, as on a real daily run. Per rep, on a fresh bucket:
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from benchmarks.children import run_child
 from stock_platform.downloads.providers import Provider, daily_url
 from stock_platform.local.fake_provider import FakeProviderState
 from stock_platform.local.report import last_trading_day
@@ -119,21 +119,8 @@ def bare_download(base_url: str, bucket: str, tickers: list[str], day: date) -> 
 def platform_download(work: Path, env: dict[str, str], day: date) -> dict[str, Any]:
     home = work / f"home_download_{uuid.uuid4().hex[:6]}"
     write_local_instance(home)
-    process = subprocess.run(
-        [sys.executable, "-m", "benchmarks.download_run", str(home), day.isoformat()],
-        env={**env, "DAGSTER_HOME": str(home)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        check=False,
-    )
-    lines = process.stdout.strip().splitlines()
-    if not lines:
-        raise RuntimeError(f"the download run printed nothing (exit {process.returncode})")
-    result: dict[str, Any] = json.loads(lines[-1])
-    if not result["success"]:
-        raise RuntimeError(f"the download run failed: {result}")
-    return result
+    args = [str(home), day.isoformat()]
+    return run_child("benchmarks.download_run", args, {**env, "DAGSTER_HOME": str(home)}, "download run")
 
 
 def measure_downloads(work: Path, count: int, rate: float, reps: int) -> dict[str, Any]:

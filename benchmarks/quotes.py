@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import subprocess
-import sys
 import time
 import uuid
 from collections import defaultdict
@@ -23,6 +21,7 @@ from typing import Any
 import boto3
 import psycopg
 
+from benchmarks.children import run_child
 from stock_platform.batch.schema import prepare_tables
 from stock_platform.local.stack import write_local_instance
 from stock_platform.resources.kinesis import KinesisStream
@@ -91,21 +90,7 @@ def bare_consume(stream_name: str, bucket: str, prefix: str) -> dict[str, Any]:
 
 
 def platform_consume(home: Path, env: dict[str, str]) -> dict[str, Any]:
-    process = subprocess.run(
-        [sys.executable, "-m", "benchmarks.quotes_run", str(home)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        check=False,
-    )
-    lines = process.stdout.strip().splitlines()
-    if not lines:
-        raise RuntimeError(f"the quotes run printed nothing (exit {process.returncode})")
-    result: dict[str, Any] = json.loads(lines[-1])
-    if not result["success"]:
-        raise RuntimeError(f"the quotes run failed: {result['error']}")
-    return result
+    return run_child("benchmarks.quotes_run", [str(home)], env, "quotes run")
 
 
 def create_stream(name: str, shards: int) -> KinesisStream:
