@@ -60,14 +60,21 @@ def read_summary(metadata: Mapping[str, dg.MetadataValue]) -> RunSummary | None:
     return RunSummary.from_json(data)
 
 
+PREVIEW_DECIMALS = 4  # prices have four decimals; the derived percentages are rounded for display only
+
+
+def _shown(value: object) -> int | float | str | bool | None:
+    if isinstance(value, float):
+        return round(value, PREVIEW_DECIMALS)
+    if isinstance(value, (int, str, bool)) or value is None:
+        return value
+    return str(value)
+
+
 def preview(table: pa.Table) -> dg.TableMetadataValue:
-    head = table.slice(0, PREVIEW_ROWS).to_pylist()  # a frame's own preview: its first rows
-    records = [
-        dg.TableRecord(
-            {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in row.items()}
-        )
-        for row in head
-    ]
+    """A frame's first rows, numbers rounded for display (the frame and the table keep every digit)."""
+    head = table.slice(0, PREVIEW_ROWS).to_pylist()
+    records = [dg.TableRecord({k: _shown(v) for k, v in row.items()}) for row in head]
     return dg.MetadataValue.table(records=records, schema=COLUMN_SCHEMA)
 
 
