@@ -6,10 +6,12 @@ Writes benchmarks/results/<timestamp>.json and .md (and latest.json / latest.md)
 """
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -145,6 +147,11 @@ def measure_scale_out(bucket: str, database_url: str, dsn: str, work: Path, rang
     return outcome
 
 
+def remove_run_homes(work: Path) -> None:
+    for home in work.glob("home_*"):
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def median(values: list[float]) -> float:
     return round(statistics.median(values), 3)
 
@@ -274,7 +281,12 @@ def main(argv: list[str] | None = None) -> int:
         },
         "workload": {"files": args.companies, "listed": args.listed, "reps": args.reps},
     }
-    with ephemeral_stack(work, database_url=os.environ.get("STOCK_PLATFORM_BENCH_DATABASE_URL")) as env:
+    with (
+        contextlib.ExitStack() as cleanup,
+        ephemeral_stack(work, database_url=os.environ.get("STOCK_PLATFORM_BENCH_DATABASE_URL")) as env,
+    ):
+        # Every measured run had a Dagster instance of its own under `work`: none is needed once the run is over.
+        cleanup.callback(remove_run_homes, work)
         os.environ.update(env)
         database_url = env["STOCK_PLATFORM_DATABASE_URL"]
         dsn = dsn_of(database_url)
