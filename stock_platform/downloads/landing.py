@@ -21,27 +21,13 @@ from botocore.exceptions import ClientError
 
 from stock_platform.batch.selection import company_of
 from stock_platform.downloads.prices import Merge, PriceRow, merge_stock_file
+from stock_platform.resources.s3 import is_missing, lost_race, precondition_failed, read_with_etag
 
-# The codes S3 gives a conditional write that lost a race: retry after reading the object again.
-CONFLICT_CODES = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
-MISSING_CODES = ("NoSuchKey", "404", "NotFound")
 MAX_MERGE_ATTEMPTS = 12
 
 
 class ConflictError(RuntimeError):
     """A Stocks/ file kept changing under us for every attempt."""
-
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
-def _status(error: ClientError) -> int:
-    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-
-
-def is_conflict(error: ClientError) -> bool:
-    return _code(error) in CONFLICT_CODES or _status(error) in (409, 412)
 
 
 @dataclass(frozen=True)
@@ -83,23 +69,16 @@ class Landing:
                 self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="text/csv", **extra)
                 return True
             except ClientError as error:
-                if _code(error) == "PreconditionFailed" or _status(error) == 412:
+                if precondition_failed(error):
                     return False  # first write wins
-                if not is_conflict(error) or attempt == MAX_MERGE_ATTEMPTS:
+                if not lost_race(error) or attempt == MAX_MERGE_ATTEMPTS:
                     raise
                 self._backoff(attempt)  # 409: a concurrent write of the same key is in flight
         return False
 
     def read(self, key: str) -> tuple[bytes | None, str | None]:
         """The object's bytes and ETag, or (None, None) when there is no such object."""
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=key)
-        except ClientError as error:
-            if _code(error) in MISSING_CODES:
-                return None, None
-            raise
-        data: bytes = response["Body"].read()
-        return data, str(response["ETag"])
+        return read_with_etag(self.client, self.bucket, key)
 
     def update_stock_file(self, file_name: str, rows: Sequence[PriceRow], listed: bool = True) -> StockUpdate:
         """Merge `rows` into Stocks/<file_name>, retrying the read-merge-write when another writer got there first.
@@ -121,7 +100,7 @@ class Landing:
                 )
             except ClientError as error:
                 # 404 too: real S3 answers NoSuchKey to an IfMatch PUT when the object was deleted meanwhile.
-                if not (is_conflict(error) or _code(error) in MISSING_CODES):
+                if not (lost_race(error) or is_missing(error)):
                     raise
                 self._backoff(attempt)
                 continue

@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from botocore.exceptions import ClientError
 
 from stock_platform.quotes.model import Quote
-from stock_platform.resources.s3 import S3Bucket
+from stock_platform.resources.s3 import S3Bucket, lost_race, read_with_etag
 
 HEADER: tuple[str, ...] = ("ticker", "event_time", "price", "volume", "source")
-CONFLICT_STATUSES = (409, 412)  # 412 PreconditionFailed; 409 ConditionalRequestConflict
 
 
 class MonthlyLogConflict(RuntimeError):
@@ -122,19 +121,12 @@ def month_key(prefix: str, month: str) -> str:
     return f"{prefix}{month}.csv"
 
 
-def _status(error: ClientError) -> int:
-    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-
-
 def read_month(bucket: S3Bucket, key: str) -> tuple[bytes | None, str | None]:
     """The month's bytes and ETag, or (None, None) when the month has no object yet."""
     try:
-        response = bucket.get_client().get_object(Bucket=bucket.bucket, Key=key)
+        return read_with_etag(bucket.get_client(), bucket.bucket, key)
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404") or _status(error) == 404:
-            return None, None
         raise RuntimeError(f"Could not read {bucket.uri(key)}: {error}") from error
-    return response["Body"].read(), str(response["ETag"])
 
 
 def append_to_month(
@@ -160,7 +152,7 @@ def append_to_month(
                 Bucket=bucket.bucket, Key=key, Body=merged.data, ContentType="text/csv", **condition
             )
         except ClientError as error:
-            if _status(error) not in CONFLICT_STATUSES:
+            if not lost_race(error):
                 raise RuntimeError(f"Could not write {bucket.uri(key)}: {error}") from error
             # Another writer got in first: back off with jitter so eight writers do not keep colliding.
             sleep(random.uniform(0, min(1.0, 0.02 * 2**attempt)))

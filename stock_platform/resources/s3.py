@@ -16,6 +16,44 @@ from botocore.exceptions import ClientError
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
+# What S3 answers, declared once for every reader and conditional writer of the platform.
+MISSING_CODES = ("NoSuchKey", "404", "NotFound")
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _status(error: ClientError) -> int:
+    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+def is_missing(error: ClientError) -> bool:
+    """There is no such object (a GET or HEAD; also an `IfMatch` PUT whose object was deleted meanwhile)."""
+    return _code(error) in MISSING_CODES or _status(error) == 404
+
+
+def precondition_failed(error: ClientError) -> bool:
+    """A conditional write was refused: `IfNoneMatch='*'` found an object, or `IfMatch` a newer ETag (412)."""
+    return _code(error) == "PreconditionFailed" or _status(error) == 412
+
+
+def lost_race(error: ClientError) -> bool:
+    """A conditional write lost to another writer: 412, or 409 ConditionalRequestConflict when the writes overlap
+    (real S3 only; the tests inject it). Read the object again and retry."""
+    return precondition_failed(error) or _code(error) == "ConditionalRequestConflict" or _status(error) == 409
+
+
+def read_with_etag(client: Any, bucket: str, key: str) -> tuple[bytes | None, str | None]:
+    """The object's bytes and ETag (what an `IfMatch` write is conditioned on), or (None, None) when missing."""
+    try:
+        response = client.get_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        if is_missing(error):
+            return None, None
+        raise
+    return response["Body"].read(), str(response["ETag"])
+
 
 def _bounded_upload() -> TransferConfig:
     """Four 8 MB parts in flight and in memory at once (boto3's default holds up to ten): the extract upload set a
@@ -142,7 +180,7 @@ class S3Bucket(S3Resource):
         try:
             response = self.get_client().head_object(Bucket=self.bucket, Key=key)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if is_missing(error):
                 return None
             raise
         return dict(response.get("Metadata", {}))
