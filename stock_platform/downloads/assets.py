@@ -152,8 +152,10 @@ def build_download_asset(settings: DownloadSettings) -> dg.AssetsDefinition:
             source = str(counts.get("provider", source))
         else:
             landing = Landing(bucket.get_client(), bucket.bucket, bucket.stocks_prefix, settings.raw_prefix)
-            tickers = request.tickers or watchlist(
-                None, lambda: (bucket.get_bytes(bucket.company_list_key), bucket.uri(bucket.company_list_key))
+            # Configured tickers go through the same normalisation as the list's (`AAPL` is company `aapl`).
+            tickers = watchlist(
+                request.tickers or None,
+                lambda: (bucket.get_bytes(bucket.company_list_key), bucket.uri(bucket.company_list_key)),
             )
             client = price_source.client()
             before = client.requests

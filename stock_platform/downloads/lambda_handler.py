@@ -52,8 +52,8 @@ def download_from_event(event: Mapping[str, Any], env: Mapping[str, str] | None 
         env.get("STOCK_PLATFORM_MONITORED_PREFIX", ""),
         env.get("STOCK_PLATFORM_MARKER_SUFFIX", ".SUCCESS"),
     )
-    tickers = request.tickers or watchlist(
-        None, lambda: (landing.read(list_key)[0] or b"", f"s3://{source}/{list_key}")
+    tickers = watchlist(
+        request.tickers or None, lambda: (landing.read(list_key)[0] or b"", f"s3://{source}/{list_key}")
     )
     client = price_client_from_environment(env)
     return run_download(

@@ -217,3 +217,13 @@ def test_a_new_ticker_is_written_without_a_read_and_merged_if_another_writer_cre
     assert raced.attempts == 2
     dates = [line.split(",")[0] for line in stack.get("Stocks/new.us.txt").decode().splitlines()[1:]]
     assert dates == ["2026-03-02", "2026-03-03"]
+
+
+def test_configured_tickers_are_companies_as_the_list_names_them(stack, fake, instance) -> None:
+    # `AAPL` in the run's config is company `aapl`: its existing file gains the day, no second `AAPL.us.txt` appears
+    # (the batch would then refuse both as ambiguous).
+    stack.put("Stocks/aapl.us.txt", b"Date,Open,High,Low,Close,Volume,OpenInt\n2026-01-02,1.0,1.0,1.0,1.0,10,0\n")
+    result = download(instance, tickers=("AAPL", "Msft"))
+    assert result.success and materialization(result)["tickers_downloaded"] == 2
+    assert sorted(stack.keys("Stocks/")) == ["Stocks/aapl.us.txt", "Stocks/msft.us.txt"]
+    assert stack.get("Stocks/aapl.us.txt").decode().splitlines()[2].startswith(f"{DAY},")
