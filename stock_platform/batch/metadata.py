@@ -20,7 +20,7 @@ COLUMN_SCHEMA = dg.TableSchema(
 )
 
 
-def summary_metadata(summary: RunSummary, bucket: SourceBucket | None = None) -> dict[str, Any]:
+def summary_metadata(summary: RunSummary, bucket: SourceBucket) -> dict[str, Any]:
     """The summary as metadata: the whole of it under one key (what readers parse), and the headline figures as
     plain entries for the UI."""
     rows = summary.rows
@@ -40,11 +40,7 @@ def summary_metadata(summary: RunSummary, bucket: SourceBucket | None = None) ->
         headline["table_rows"] = summary.table.rows
         headline["table_version"] = summary.table.version
     if summary.rejects_uri:
-        headline["rejects"] = (
-            dg.MetadataValue.url(bucket.link_for_uri(summary.rejects_uri))
-            if bucket is not None
-            else dg.MetadataValue.path(summary.rejects_uri)
-        )
+        headline["rejects"] = dg.MetadataValue.url(bucket.link_for_uri(summary.rejects_uri))
     for phase, seconds in summary.phases.items():
         headline[f"seconds_{phase}"] = seconds
     return {**headline, SUMMARY_METADATA_KEY: dg.MetadataValue.json(summary.to_json())}

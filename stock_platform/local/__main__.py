@@ -1,8 +1,9 @@
 """`python -m stock_platform.local run|ui|stop`: the local entry points behind `make run`, `make ui`, `make stop`.
 
 run:  reach the local stack (starting it if needed), upload what is missing of the deterministic sample batch,
-      materialize the whole graph in one run on a persistent Dagster instance, print a report, exit 0 (non-zero
-      if the run failed).
+      run the daily download of the last trading day from the fake price API, then the batch load of what it
+      changed, on a persistent Dagster instance; print both reports and messages, exit 0 (non-zero if the load
+      failed).
 ui:   the same stack and sample, then `dg dev` (webserver + daemon) on it until interrupted.
 stop: end the stack.
 

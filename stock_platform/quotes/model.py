@@ -174,10 +174,6 @@ def trading_day(moment: datetime, exchange_tz: str) -> date:
     return moment.astimezone(ZoneInfo(exchange_tz)).date()
 
 
-def months_of(quotes: Iterable[Quote], exchange_tz: str) -> list[str]:
-    return sorted({month_of(q.event_time, exchange_tz) for q in quotes})
-
-
 def group_by_month(quotes: Iterable[Quote], exchange_tz: str) -> dict[str, list[Quote]]:
     groups: dict[str, list[Quote]] = {}
     for quote in quotes:

@@ -81,7 +81,8 @@ def build_watchdog_sensor(
             try:
                 return read()
             except Exception as error:  # noqa: BLE001 - the other kinds are still watched
-                # The trigger reading the same bucket or storage fails its own ticks, which are watched.
+                # Left as they were, never "recovered"; the polling trigger's ticks fail on the same bucket and
+                # are watched (the queue trigger does not read it: then only this log says so, docs/operating.md).
                 context.log.error(f"Could not observe {kind.value}: {error}; its incidents are left as they were")
                 unobserved.add(kind)
                 return []
