@@ -31,7 +31,7 @@ from stock_platform.batch.keys import (
     HISTORICAL_STOCKS_DATA,
     TOP_COMPANIES,
 )
-from stock_platform.batch.metadata import frame_metadata, summary_metadata, table_metadata
+from stock_platform.batch.metadata import COLUMN_SCHEMA, frame_metadata, summary_metadata, table_metadata
 from stock_platform.batch.partitions import company_partitions
 from stock_platform.batch.pipeline import BatchRun, Parsed, Plan
 from stock_platform.batch.quality import QualityPolicy
@@ -121,6 +121,9 @@ class BatchConfig(dg.Config):
             deps=[raw_stock_files],
             skippable=True,
             group_name=INGEST,
+            # The schema is the same for every company and every run: declared once, not in each of the run's
+            # ~1,000 events (where it was a third of what the event store wrote).
+            metadata={"dagster/column_schema": COLUMN_SCHEMA},
             kinds={"pyarrow", "parquet", "s3"},
             description=(
                 "Validated, typed daily prices of one company with daily_percent_change and value_change, stored "
@@ -134,6 +137,7 @@ class BatchConfig(dg.Config):
             deps=[COMPANY_STOCK_PRICES],
             skippable=True,
             group_name=WAREHOUSE,
+            metadata={"dagster/column_schema": COLUMN_SCHEMA},
             kinds={"postgres"},
             description=(
                 "The PostgreSQL table data scientists query, one partition per company. Loading a company "

@@ -67,11 +67,20 @@ def _shown(value: object) -> int | float | str | bool | None:
     return str(value)
 
 
-def preview(table: pa.Table) -> dg.TableMetadataValue:
-    """A frame's first rows, numbers rounded for display (the frame and the table keep every digit)."""
+def _cell(value: object) -> str:
+    shown = _shown(value)
+    return "" if shown is None else str(shown)
+
+
+def preview(table: pa.Table) -> dg.MarkdownMetadataValue:
+    """A frame's first rows as a Markdown table, numbers rounded for display (the frame and the table keep every
+    digit). Markdown, not a table value: that one carries the whole column schema again in every event, and a
+    run records one event per company."""
     head = table.slice(0, PREVIEW_ROWS).to_pylist()
-    records = [dg.TableRecord({k: _shown(v) for k, v in row.items()}) for row in head]
-    return dg.MetadataValue.table(records=records, schema=COLUMN_SCHEMA)
+    names = table.column_names
+    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    lines += ["| " + " | ".join(_cell(row[n]) for n in names) + " |" for row in head]
+    return dg.MetadataValue.md("\n".join(lines))
 
 
 def _dates(stats: FrameStats) -> dict[str, str]:
@@ -100,7 +109,6 @@ def frame_metadata(
     if result.status != "rejected":
         metadata["frame"] = dg.MetadataValue.url(bucket.link(bucket.processed_key(result.company)))
         metadata["dagster/row_count"] = result.rows_loaded
-        metadata["dagster/column_schema"] = COLUMN_SCHEMA
     if result.rows_loaded:
         metadata["preview"] = preview(result.head)
     return metadata
@@ -110,7 +118,6 @@ def table_metadata(stats: FrameStats, commit: Commit) -> dict[str, Any]:
     return {
         "rows_loaded": stats.rows,
         "dagster/row_count": stats.rows,
-        "dagster/column_schema": COLUMN_SCHEMA,
         "table_version": commit.version,
         **_dates(stats),
     }
