@@ -200,18 +200,18 @@ def load_stock_batch(
             frames_stored: Future[None] = Future()
             loading = background.submit(_load, run, selected, config.prune_unlisted, frames_stored)
             try:
-                if parsed is not None:
-                    run.write_frames()
+                if plan is not None and parsed is not None:
+                    # Every parsed file's, also those rejected whole (which keep their previous frame and are
+                    # recorded first). Each stored frame is recorded as soon as its PUT completes, while the others
+                    # are stored and the load goes on: recording ~500 events is the step's longest task.
+                    for company in sorted(parsed.files.keys() - run.frames.keys()):
+                        yield _frame_event(bucket, plan, parsed, company)
+                    for company in run.store_frames():
+                        yield _frame_event(bucket, plan, parsed, company)
                 frames_stored.set_result(None)
             except BaseException as error:
                 frames_stored.set_exception(error)  # the load rolls back instead of waiting for frames
                 raise
-            if plan is not None and parsed is not None:
-                # Every parsed file's, also those rejected whole (which keep their previous frame): stored, and
-                # recorded while the load goes on. (Recording each as its PUT completes was slower: the event
-                # writes and sixteen PUT threads contend for the GIL.)
-                for company in parsed.files:
-                    yield _frame_event(bucket, plan, parsed, company)
             loading.result()
             # Committed: the table's events are recorded while its checks and the extract run.
             tail = background.submit(_finish, run, selected)

@@ -6,14 +6,14 @@ read the frames without Dagster. pyarrow writes and reads them; data scientists 
 company_stock_prices as an input) receives a `pandas.DataFrame` through `ParquetFramesIOManager` (a dict of them,
 by company, for several partitions).
 
-The batch step writes frames with `write_frames` instead of returning them as an output, because it records
-materializations only for the companies it processed (see assets.py).
+The batch step stores frames itself (`put_parquet`) instead of returning them as an output, because it records
+materializations only for the companies it processed, each as soon as its frame is stored (see assets.py).
 """
 
 import datetime
 import io
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import dagster as dg
@@ -63,14 +63,21 @@ def write_frames(bucket: SourceBucket, frames: Mapping[str, pa.Table]) -> None:
         list(pool.map(put, frames))
 
 
-def put_parquet(bucket: SourceBucket, companies: Sequence[str], parquet: Callable[[str], bytes]) -> None:
-    """PUT the frames of `companies` already encoded (`parquet(company)` gives the object's bytes), concurrently."""
+def put_parquet(bucket: SourceBucket, companies: Sequence[str], parquet: Callable[[str], bytes]) -> Iterator[str]:
+    """PUT the frames of `companies` already encoded (`parquet(company)` gives the object's bytes), concurrently;
+    yield each company as soon as its frame is stored. The first failed PUT raises, and the PUTs not yet started
+    are cancelled (also when the caller stops early)."""
 
-    def put(company: str) -> None:
+    def put(company: str) -> str:
         bucket.put_bytes(bucket.processed_key(company), parquet(company))
+        return company
 
-    with ThreadPoolExecutor(bucket.max_concurrency) as pool:
-        list(pool.map(put, companies))
+    pool = ThreadPoolExecutor(bucket.max_concurrency)
+    try:
+        for stored in as_completed([pool.submit(put, c) for c in companies]):
+            yield stored.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def read_frames(bucket: SourceBucket, companies: list[str]) -> dict[str, pa.Table]:
@@ -96,7 +103,7 @@ class ParquetFramesIOManager(dg.ConfigurableIOManager):
     bucket: dg.ResourceDependency[SourceBucket]
 
     def handle_output(self, context: dg.OutputContext, obj: None) -> None:
-        """Nothing to store: load_stock_batch writes the frames itself (`write_frames`) and yields no output."""
+        """Nothing to store: load_stock_batch stores the frames itself (`put_parquet`) and yields no output."""
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame | dict[str, pd.DataFrame]:
         companies = list(context.asset_partition_keys)

@@ -165,7 +165,10 @@ class S3Bucket(S3Resource):
 
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
         # A PUT is atomic in S3: readers see the old object or the new one, never part of either.
-        response = self.get_client().put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+        try:
+            response = self.get_client().put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+        except ClientError as error:
+            raise RuntimeError(f"Could not write {self.uri(key)}: {error}") from error  # named, as in get_bytes
         return str(response["ETag"]).strip('"')
 
     def upload_fileobj(

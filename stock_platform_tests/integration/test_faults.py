@@ -115,6 +115,29 @@ def test_a_permanent_s3_failure_names_the_object(stack, instance, monkeypatch) -
     assert stack.query("SELECT count(*) FROM {t}") == [(0,)]
 
 
+def test_a_frame_that_cannot_be_stored_fails_the_run_before_the_load_commits(stack, instance, baseline, monkeypatch):
+    """Frames are recorded as their PUTs complete: a failed PUT leaves a materialization for exactly the frames
+    that were stored, none for the one that was not, and the table as it was."""
+    companies = {"aapl": rows(5), "msft": rows(5), **{f"c{i:02d}": rows(3) for i in range(12)}, "broken": rows(4)}
+    put_companies(stack, companies)
+    before_frames = len(instance.fetch_materializations(dg.AssetKey("company_stock_prices"), limit=1000).records)
+    fault = lambda method, path, n: 500 if method == "PUT" and "broken/prices.parquet" in path else None  # noqa: E731
+    with FlakyProxy(stack.endpoint, fault) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        monkeypatch.setenv("STOCK_PLATFORM_S3_MAX_ATTEMPTS", "2")
+        outcome = execute_batch(instance=instance)
+    assert not outcome.success
+    assert proxy.injected == 2
+    assert "Processed/company=broken/prices.parquet" in outcome.error
+    assert outcome.summary is not None and outcome.summary.commit is None
+    assert stack.table_rows() == baseline  # the load rolled back
+    records = instance.fetch_materializations(dg.AssetKey("company_stock_prices"), limit=1000).records
+    recorded = {r.partition_key for r in records[: len(records) - before_frames]}
+    stored = {key.split("company=")[1].split("/")[0] for key in stack.keys("Processed/")}
+    assert "broken" not in recorded and "broken" not in stored
+    assert recorded <= stored  # never a materialization for a frame that is not stored
+
+
 LOAD = """
 import sys
 from stock_platform.local.report import execute_batch
