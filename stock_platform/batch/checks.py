@@ -46,6 +46,7 @@ def table_check_results(findings: Mapping[str, Finding]) -> list[dg.AssetCheckRe
             metadata={
                 "offending_rows": findings[rule.name].count,
                 "examples": dg.MetadataValue.json(findings[rule.name].samples[:EXAMPLES_CAP]),
+                "basis": findings[rule.name].basis,
             },
         )
         for rule in TABLE_RULES

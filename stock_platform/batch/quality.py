@@ -67,6 +67,7 @@ class Finding:
 
     count: int
     samples: list[str]
+    basis: str = "a scan of the table"  # how the count was established: the check's evidence says so
 
     @property
     def passed(self) -> bool:

@@ -101,3 +101,32 @@ def test_prune_stale_export_and_findings(stack, target) -> None:
     assert findings[CONSISTENT_OHLC.name].count == 2 and findings[NON_NEGATIVE_VOLUME.name].count == 2
     assert findings[NON_NEGATIVE_VOLUME.name].samples == ["aapl 2017-11-01", "aapl 2017-11-02"]
     assert findings[UNIQUE_KEYS.name].passed and findings[ROWS_MATCH_LEDGER.name].passed
+
+
+def test_findings_name_ledger_mismatches_and_count_duplicates_when_the_key_is_missing(stack, target) -> None:
+    postgres, t = target
+    today = dt.date(2026, 11, 23)
+    data = f'"{stack.schema}"."{t.table}"'
+    with postgres.connect() as conn:
+        warehouse.replace_companies(conn, t, {c: frame(c, [10.5, 12.0, 11.0]) for c in ("aapl", "ge")}, "r1")
+        findings = warehouse.quality_findings(conn, t, today=today)
+        assert findings[UNIQUE_KEYS.name].passed
+        assert findings[UNIQUE_KEYS.name].basis == "primary key (company_name, stock_date) enforced by PostgreSQL"
+        assert findings[ROWS_MATCH_LEDGER.name].passed
+
+        # Rows changed behind the ledger's back: one company short, one the ledger never loaded.
+        conn.execute(f"DELETE FROM {data} WHERE company_name = 'ge' AND stock_date = '2017-11-02'")
+    with postgres.connect() as conn:
+        conn.execute(f"UPDATE {data} SET company_name = 'zz' WHERE company_name = 'ge' AND stock_date = '2017-11-03'")
+        findings = warehouse.quality_findings(conn, t, today=today)
+    assert findings[ROWS_MATCH_LEDGER.name].count == 2
+    assert findings[ROWS_MATCH_LEDGER.name].samples == ["ge: ledger 3, table 1", "zz: ledger 0, table 1"]
+
+    with postgres.connect() as conn:
+        conn.execute(f"ALTER TABLE {data} DROP CONSTRAINT {t.table}_pkey")
+        duplicates = f"SELECT * FROM {data} WHERE company_name = 'aapl' AND stock_date < '2017-11-03'"
+        conn.execute(f"INSERT INTO {data} {duplicates}")
+        findings = warehouse.quality_findings(conn, t, today=today)
+    assert findings[UNIQUE_KEYS.name].count == 2
+    assert findings[UNIQUE_KEYS.name].samples == ["aapl 2017-11-01", "aapl 2017-11-02"]
+    assert findings[UNIQUE_KEYS.name].basis == "a scan of the table"
