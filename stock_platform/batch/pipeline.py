@@ -14,7 +14,6 @@ extract records.
 from __future__ import annotations
 
 import datetime
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -279,14 +278,15 @@ class BatchRun:
             if recorded == (identity, str(current.version), header):
                 extract = ExtractState(uri, current.version, int(meta.get(EXTRACT_ROWS, "0")), regenerated=False)
             else:
-                # Spooled to a local file, never held in memory: the extract grows with the table.
-                with tempfile.TemporaryFile() as spool:
-                    with self.postgres.connect() as conn:
-                        state = warehouse.export_csv(conn, self.target, spool, header=self.include_header)
-                    spool.seek(0)
-                    self.bucket.upload_fileobj(
+                # Streamed: the table's rows are uploaded as PostgreSQL sends them (a few parts in memory), never
+                # held whole, and the COPY and the upload overlap. The upload records the snapshot's version.
+                with (
+                    self.postgres.connect() as conn,
+                    warehouse.csv_export(conn, self.target, header=self.include_header) as (state, chunks),
+                ):
+                    self.bucket.upload_stream(
                         self.bucket.output_key,
-                        spool,
+                        chunks,
                         "text/csv",
                         {
                             EXTRACT_TABLE: identity,

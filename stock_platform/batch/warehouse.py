@@ -295,11 +295,14 @@ def table_identity(conn: psycopg.Connection[Any], target: Target) -> str:
     return str(row[0]) if row and row[0] else ""
 
 
-def export_csv(conn: psycopg.Connection[Any], target: Target, sink: IO[bytes], header: bool = False) -> TableState:
-    """Stream the whole table as CSV (table column order, by company then date) into `sink`.
+@contextmanager
+def csv_export(
+    conn: psycopg.Connection[Any], target: Target, header: bool = False
+) -> Iterator[tuple[TableState, Iterator[bytes]]]:
+    """The whole table as CSV (table column order, by company then date), as chunks to stream while the block runs.
 
-    Returns the state the extract was taken at: one REPEATABLE READ snapshot covers the rows written, the count
-    and the version, so the three always agree.
+    The state comes first, from the same REPEATABLE READ snapshot as the rows: the row count and the version are
+    known before the first row is sent (the extract's upload records them), and the three always agree.
     """
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMN_NAMES)
     query = sql.SQL("SELECT {cols} FROM {t} ORDER BY company_name, stock_date").format(cols=columns, t=target.data)
@@ -309,8 +312,14 @@ def export_csv(conn: psycopg.Connection[Any], target: Target, sink: IO[bytes], h
         conn.execute("SET LOCAL DateStyle = 'ISO'")
         state = _table_state(conn, target)
         with conn.cursor() as cur, cur.copy(sql.SQL("COPY ({}) TO STDOUT ({})").format(query, options)) as copy:
-            for chunk in copy:
-                sink.write(chunk)
+            yield state, (bytes(chunk) for chunk in copy)
+
+
+def export_csv(conn: psycopg.Connection[Any], target: Target, sink: IO[bytes], header: bool = False) -> TableState:
+    """`csv_export` written into `sink`; returns the state the extract was taken at."""
+    with csv_export(conn, target, header) as (state, chunks):
+        for chunk in chunks:
+            sink.write(chunk)
     return state
 
 

@@ -3,7 +3,9 @@
 Bound to environment variables in definitions.py and nowhere else.
 """
 
+import io
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import IO, Any
@@ -64,6 +66,28 @@ def _bounded_upload() -> TransferConfig:
 
 
 _BOUNDED_UPLOAD = _bounded_upload()
+
+
+class _ChunkReader(io.RawIOBase):
+    """A read-only stream over an iterator of byte chunks (what boto3's upload_fileobj reads)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = memoryview(chunk)
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
 
 
 @dataclass(frozen=True)
@@ -177,6 +201,14 @@ class S3Bucket(S3Resource):
         # Multipart for large extracts; the object (with its metadata) appears only when the upload completes.
         extra: dict[str, Any] = {"ContentType": content_type, "Metadata": metadata or {}}
         self.get_client().upload_fileobj(fileobj, self.bucket, key, ExtraArgs=extra, Config=_BOUNDED_UPLOAD)
+
+    def upload_stream(
+        self, key: str, chunks: Iterable[bytes], content_type: str, metadata: dict[str, str] | None = None
+    ) -> None:
+        """Upload `chunks` as they come (a multipart upload with a few parts in memory), so producing the content
+        and sending it overlap. The object appears only when the last part is in; a failure aborts the upload and
+        leaves the previous object as it was."""
+        self.upload_fileobj(key, io.BufferedReader(_ChunkReader(chunks), buffer_size=1 << 20), content_type, metadata)
 
     def head_metadata(self, key: str) -> dict[str, str] | None:
         """The object's user metadata (x-amz-meta-*), or None when there is no such object."""
