@@ -68,8 +68,11 @@ def platform_run(home: Path, env: dict[str, str]) -> dict:
     return run_child("benchmarks.platform_run", [str(home)], env, "platform run")
 
 
-def measure_platform(bucket: str, database_url: str, dsn: str, work: Path, label: str, no_change: bool) -> dict:
-    """A full run on a fresh schema and Dagster instance, then (optionally) a run with no input changed."""
+def measure_platform(
+    bucket: str, database_url: str, dsn: str, work: Path, label: str, no_change: bool, profile: Path | None = None
+) -> dict:
+    """A full run on a fresh schema and Dagster instance, then (optionally) a run with no input changed; with
+    `profile`, the full run is sampled by pyinstrument into that file (and so is slower: not a timed run)."""
     schema = new_schema(dsn, "bench")
     home = work / f"home_{label}_{uuid.uuid4().hex[:6]}"
     write_local_instance(home)
@@ -81,6 +84,8 @@ def measure_platform(bucket: str, database_url: str, dsn: str, work: Path, label
         "DAGSTER_HOME": str(home),
     }
     env.pop("STOCK_PLATFORM_SNS_TOPIC_ARN", None)
+    if profile is not None:
+        env["STOCK_PLATFORM_BENCH_PROFILE"] = str(profile)
     try:
         full = platform_run(home, env)
         result = {"full": full}
@@ -267,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markers", type=int, default=5, help="markers timed through the daemon (0 to skip)")
     parser.add_argument("--alerts", type=int, default=10, help="quote alerts timed through the daemon (0 to skip)")
     parser.add_argument("--sensor-interval", type=int, default=5, help="sensor interval of the latency runs, seconds")
+    parser.add_argument(
+        "--profile", action="store_true", help="one more full run, sampled by pyinstrument (<stamp>.profile.txt)"
+    )
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")  # as make run and the image do
@@ -331,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
 
         runs = [measure_platform(bucket, database_url, dsn, work, "main", no_change=True) for _ in range(args.reps)]
         print(f"platform: {[round(r['full']['run_seconds'], 2) for r in runs]}", flush=True)
+        profile = profile_run(bucket, database_url, dsn, work) if args.profile else None
+        results["profile_top"] = profile.split("\n\n", 1)[0].splitlines()[1:] if profile else None
 
         scale_out = None
         if args.scale_out_ranges:
@@ -403,15 +413,27 @@ def main(argv: list[str] | None = None) -> int:
         {"listed": listed, "rows": r, "us_per_row": round(s / r * 1e6, 2)} for listed, r, s in per_row
     ]
 
-    out = Path(args.out)
+    markdown = render(results)
+    write_results(Path(args.out), results, markdown, profile)
+    print(markdown)
+    return 1 if any(isinstance(d, dict) and "error" in d for d in (downloads, quotes, latency)) else 0
+
+
+def profile_run(bucket: str, database_url: str, dsn: str, work: Path) -> str:
+    """One more full run, sampled by pyinstrument: its report (top functions, then the call tree)."""
+    path = work / "profile.txt"
+    measure_platform(bucket, database_url, dsn, work, "profile", no_change=False, profile=path)
+    return path.read_text()
+
+
+def write_results(out: Path, results: dict, markdown: str, profile: str | None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    markdown = render(results)
     for name in (stamp, "latest"):
         (out / f"{name}.json").write_text(json.dumps(results, indent=2, default=str))
         (out / f"{name}.md").write_text(markdown)
-    print(markdown)
-    return 1 if any(isinstance(d, dict) and "error" in d for d in (downloads, quotes, latency)) else 0
+        if profile:
+            (out / f"{name}.profile.txt").write_text(profile)
 
 
 def render(r: dict) -> str:
@@ -461,6 +483,17 @@ def render(r: dict) -> str:
             "|---|---|",
             f"| one run | {o['one_run']['wall_s']} |",
             f"| {o['ranges']} concurrent range runs | {o['concurrent']['wall_s']} |",
+        ]
+    if r.get("profile_top"):
+        lines += [
+            "",
+            "Where a full run's time goes: one more run sampled by pyinstrument (slower than the timed ones), the "
+            "functions of the run's main thread with the most time of their own, waits included "
+            "(`<stamp>.profile.txt` has the call tree):",
+            "",
+            "```",
+            *r["profile_top"][:15],
+            "```",
         ]
     lines += render_latency(r.get("latency"), r["platform"]["median_s"])
     lines += render_downloads(r.get("downloads"))

@@ -1,11 +1,17 @@
 """One platform run in its own process (so the parent can read its peak RSS): prints the outcome as JSON.
 
 `python -m benchmarks.platform_run DAGSTER_HOME [FIRST...LAST]`: every company partition, or that range of them.
+With STOCK_PLATFORM_BENCH_PROFILE=FILE the run is sampled by pyinstrument (which slows it: such a run is not timed)
+and FILE gets the functions that took the most time, then the call tree.
 """
 
 import json
+import os
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
 
 import dagster as dg
 
@@ -23,12 +29,35 @@ def peak_rss_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
+T = TypeVar("T")
+PROFILE_TOP = 25  # lines of the flat listing (time spent in each function itself)
+
+
+def profiled(path: str, call: Callable[[], T]) -> T:
+    """`call()` sampled by pyinstrument; `path` gets the flat listing's top entries, then the call tree."""
+    from pyinstrument import Profiler  # noqa: PLC0415 - a dev tool, imported only for a profiled run
+    from pyinstrument.renderers import ConsoleRenderer  # noqa: PLC0415
+
+    profiler = Profiler(interval=0.002)
+    profiler.start()
+    try:
+        return call()
+    finally:
+        session = profiler.stop()
+        flat = ConsoleRenderer(unicode=False, color=False, flat=True, show_all=True).render(session)
+        tree = ConsoleRenderer(unicode=False, color=False).render(session)
+        entries = [line for line in flat.splitlines() if line[:1].isdigit()][:PROFILE_TOP]
+        Path(path).write_text("Top functions (own time, s):\n" + "\n".join(entries) + "\n\nCall tree:\n" + tree)
+
+
 def main() -> None:
     home = sys.argv[1]
     partition_range = tuple(sys.argv[2].split("...", 1)) if len(sys.argv) > 2 else None  # type: ignore[assignment]
     with dg.DagsterInstance.from_config(home) as instance:
         started = time.monotonic()
-        outcome = execute_batch(instance=instance, partition_range=partition_range)  # type: ignore[arg-type]
+        run = lambda: execute_batch(instance=instance, partition_range=partition_range)  # type: ignore[arg-type]  # noqa: E731
+        profile = os.environ.get("STOCK_PLATFORM_BENCH_PROFILE")
+        outcome = profiled(profile, run) if profile else run()
         wall = time.monotonic() - started
         stats = instance.get_run_stats(outcome.run_id)
     summary = outcome.summary

@@ -29,7 +29,7 @@ def test_benchmark_runs_end_to_end_on_a_tiny_input(tmp_path) -> None:
         "--alerts": 1,
         "--out": tmp_path,
     }
-    assert main([str(part) for pair in arguments.items() for part in pair]) == 0
+    assert main([str(part) for pair in arguments.items() for part in pair] + ["--profile"]) == 0
     result = json.loads((tmp_path / "latest.json").read_text())
     rows = result["bare_copy"]["rows"]
     assert rows > 0 and result["floor"]["runs"][0]["rows"] == rows
@@ -40,6 +40,9 @@ def test_benchmark_runs_end_to_end_on_a_tiny_input(tmp_path) -> None:
     assert all(t["value"] >= 0 and isinstance(t["met"], bool) for t in targets.values())
     report = (tmp_path / "latest.md").read_text()
     assert "| floor script" in report
+    # The profiled run: its top functions in the report, the whole profile beside it.
+    assert "Where a full run's time goes" in report and result["profile_top"]
+    assert "load_stock_batch" in (tmp_path / "latest.profile.txt").read_text()
     scale_out = result["scale_out"]  # three concurrent range runs load exactly what one run loads
     assert scale_out["same_rows"] and scale_out["rows"] == rows and scale_out["concurrent"]["runs"] == 3
 
