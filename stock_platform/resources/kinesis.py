@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import dagster as dg
-from botocore.config import Config
-from pydantic import Field, PrivateAttr
+from pydantic import Field
+
+from stock_platform.resources import aws
 
 
 @dataclass(frozen=True)
@@ -37,17 +37,13 @@ class KinesisStream(dg.ConfigurableResource):  # type: ignore[type-arg]
     endpoint_url: str | None = Field(default=None, description="Kinesis endpoint; default: boto3's (AWS_ENDPOINT_URL).")
     max_attempts: int = Field(default=5, description="boto3 standard-mode attempts per request, the first included.")
 
-    _client: Any = PrivateAttr(default=None)
-
     def get_client(self) -> Any:
-        if self._client is None:
-            self._client = boto3.session.Session().client(
-                "kinesis",
-                region_name=self.region_name,
-                endpoint_url=self.endpoint_url,
-                config=Config(retries={"mode": "standard", "total_max_attempts": self.max_attempts}),
-            )
-        return self._client
+        return aws.client(
+            "kinesis",
+            region_name=self.region_name,
+            endpoint_url=self.endpoint_url,
+            config={"retries": {"mode": "standard", "total_max_attempts": self.max_attempts}},
+        )
 
     def list_shards(self) -> list[Shard]:
         """Every shard still within the retention period, open and closed, following NextToken."""

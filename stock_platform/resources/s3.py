@@ -4,19 +4,18 @@ Bound to environment variables in definitions.py and nowhere else.
 """
 
 import io
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import IO, Any
 from urllib.parse import quote
 
-import boto3
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from dagster_aws.s3 import S3Resource
-from pydantic import Field, PrivateAttr
+from pydantic import Field
+
+from stock_platform.resources import aws
 
 # What S3 answers, declared once for every reader and conditional writer of the platform.
 MISSING_CODES = ("NoSuchKey", "404", "NotFound")
@@ -119,29 +118,22 @@ class S3Bucket(S3Resource):
         "sets its S3 endpoint), that URL path-style, `<url>/<bucket>/<key>`.",
     )
 
-    _client: Any = PrivateAttr(default=None)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-
     def get_client(self) -> Any:
-        # One client per resource instance: boto3 clients are thread-safe, and building one costs ~50 ms.
-        with self._lock:
-            if self._client is None:
-                session = boto3.session.Session(profile_name=self.profile_name)
-                self._client = session.client(
-                    "s3",
-                    region_name=self.region_name,
-                    endpoint_url=self.endpoint_url,  # None: boto3 honours AWS_ENDPOINT_URL itself
-                    use_ssl=self.use_ssl,
-                    verify=self.verify,
-                    aws_access_key_id=self.aws_access_key_id,
-                    aws_secret_access_key=self.aws_secret_access_key,
-                    aws_session_token=self.aws_session_token,
-                    config=Config(
-                        retries={"mode": "standard", "total_max_attempts": self.max_attempts},
-                        max_pool_connections=self.max_concurrency + 4,
-                    ),
-                )
-            return self._client
+        return aws.client(
+            "s3",
+            profile_name=self.profile_name,
+            region_name=self.region_name,
+            endpoint_url=self.endpoint_url,  # None: boto3 honours AWS_ENDPOINT_URL itself
+            use_ssl=self.use_ssl,
+            verify=self.verify,
+            aws_access_key_id=self.aws_access_key_id,
+            aws_secret_access_key=self.aws_secret_access_key,
+            aws_session_token=self.aws_session_token,
+            config={
+                "retries": {"mode": "standard", "total_max_attempts": self.max_attempts},
+                "max_pool_connections": self.max_concurrency + 4,
+            },
+        )
 
     def get_object_to_set_on_execution_context(self) -> "S3Bucket":
         # S3Resource hands ops a bare client; this resource's value is its domain methods.

@@ -3,10 +3,10 @@
 from collections.abc import Mapping
 from typing import Any
 
-import boto3
 import dagster as dg
-from botocore.config import Config
 from pydantic import Field
+
+from stock_platform.resources import aws
 
 
 class SNSResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -31,15 +31,15 @@ class SNSResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     )
 
     def get_client(self) -> Any:
-        return boto3.session.Session().client(
+        return aws.client(
             "sns",
             region_name=self.region_name,
             endpoint_url=self.endpoint_url,
-            config=Config(
-                retries={"mode": "standard", "total_max_attempts": self.max_attempts},
-                connect_timeout=self.connect_timeout,
-                read_timeout=10,
-            ),
+            config={
+                "retries": {"mode": "standard", "total_max_attempts": self.max_attempts},
+                "connect_timeout": self.connect_timeout,
+                "read_timeout": 10,
+            },
         )
 
     def publish(self, subject: str, message: str, attributes: Mapping[str, str | float]) -> str:

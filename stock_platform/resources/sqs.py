@@ -3,10 +3,10 @@
 from collections.abc import Sequence
 from typing import Any
 
-import boto3
 import dagster as dg
-from botocore.config import Config
-from pydantic import Field, PrivateAttr
+from pydantic import Field
+
+from stock_platform.resources import aws
 
 
 class MarkerQueue(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -21,18 +21,13 @@ class MarkerQueue(dg.ConfigurableResource):  # type: ignore[type-arg]
         "(the daemon stopped mid-tick) comes back after this long.",
     )
 
-    _client: Any = PrivateAttr(default=None)
-
     def get_client(self) -> Any:
-        # One client per resource instance (a tick receives, deletes and re-deletes): building one costs ~50 ms.
-        if self._client is None:
-            self._client = boto3.session.Session().client(
-                "sqs",
-                region_name=self.region_name,
-                endpoint_url=self.endpoint_url,
-                config=Config(retries={"mode": "standard", "total_max_attempts": 5}),
-            )
-        return self._client
+        return aws.client(
+            "sqs",
+            region_name=self.region_name,
+            endpoint_url=self.endpoint_url,
+            config={"retries": {"mode": "standard", "total_max_attempts": 5}},
+        )
 
     def receive(self, limit: int) -> list[dict[str, Any]]:
         """Up to `limit` messages (fewer when the queue has fewer), without waiting for more to arrive."""
