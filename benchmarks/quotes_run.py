@@ -1,17 +1,19 @@
 """The platform's quote path in its own process: the stream sensor's ticks and the ingest runs they request, one
 after the other as the daemon would launch them, until a tick finds nothing new. Prints the outcome as JSON.
 
-`python -m benchmarks.quotes_run DAGSTER_HOME` with the platform's environment (STOCK_PLATFORM_QUOTES_STREAM...).
+`python -m benchmarks.quotes_run DAGSTER_HOME` with the platform's environment (STOCK_PLATFORM_QUOTES_STREAM...);
+STOCK_PLATFORM_BENCH_PROFILE=FILE profiles it as platform_run does.
 """
 
 import json
+import os
 import sys
 import time
 from typing import Any
 
 import dagster as dg
 
-from benchmarks.platform_run import peak_rss_mb
+from benchmarks.platform_run import peak_rss_mb, profiled
 from stock_platform.definitions import defs
 
 SENSOR = "quote_stream_sensor"
@@ -21,6 +23,13 @@ MAX_TICKS = 1000
 
 
 def main() -> None:
+    profile = os.environ.get("STOCK_PLATFORM_BENCH_PROFILE")
+    outcome = profiled(profile, consume) if profile else consume()
+    outcome["peak_rss_mb"] = peak_rss_mb()
+    print(json.dumps(outcome))
+
+
+def consume() -> dict[str, Any]:
     outcome: dict[str, Any] = {"success": False, "error": None, "runs": 0, "run_seconds": []}
     with dg.DagsterInstance.from_config(sys.argv[1]) as instance:
         definitions = defs()
@@ -49,8 +58,7 @@ def main() -> None:
             outcome["error"] = f"still reading after {MAX_TICKS} ticks"
         outcome["seconds"] = time.perf_counter() - started
     outcome["success"] = outcome["error"] is None
-    outcome["peak_rss_mb"] = peak_rss_mb()
-    print(json.dumps(outcome))
+    return outcome
 
 
 if __name__ == "__main__":
