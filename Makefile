@@ -62,9 +62,9 @@ test-unit: $(STAMP)
 test-tcp: $(STAMP)
 	STOCK_PLATFORM_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test $(BIN)/python -m pytest -m integration
 
-## The benchmark (not part of make test): floor script, usual approach and the platform, results in benchmarks/results/.
+## The benchmark (not part of make test): floor script, usual approach and the platform, with a profiled run; results in benchmarks/results/.
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.bench
+	$(BIN)/python -m benchmarks.bench --profile
 
 ## Re-take the README's screenshots (docs/) with the UI test.
 screenshots: $(STAMP) browser
