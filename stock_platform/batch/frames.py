@@ -12,7 +12,7 @@ materializations only for the companies it processed, each as soon as its frame 
 
 import datetime
 import io
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
@@ -51,16 +51,6 @@ def frame_to_parquet(frame: pa.Table) -> bytes:
 
 def parquet_to_frame(data: bytes) -> pa.Table:
     return pq.read_table(io.BytesIO(data))
-
-
-def write_frames(bucket: SourceBucket, frames: Mapping[str, pa.Table]) -> None:
-    """PUT each frame's Parquet object concurrently. A PUT is atomic: readers never see half a frame."""
-
-    def put(company: str) -> None:
-        bucket.put_bytes(bucket.processed_key(company), frame_to_parquet(frames[company]))
-
-    with ThreadPoolExecutor(bucket.max_concurrency) as pool:
-        list(pool.map(put, frames))
 
 
 def put_parquet(bucket: SourceBucket, companies: Sequence[str], parquet: Callable[[str], bytes]) -> Iterator[str]:
