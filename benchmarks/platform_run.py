@@ -47,7 +47,8 @@ def profiled(path: str, call: Callable[[], T]) -> T:
         flat = ConsoleRenderer(unicode=False, color=False, flat=True, show_all=True).render(session)
         tree = ConsoleRenderer(unicode=False, color=False).render(session)
         entries = [line for line in flat.splitlines() if line[:1].isdigit()][:PROFILE_TOP]
-        Path(path).write_text("Top functions (own time, s):\n" + "\n".join(entries) + "\n\nCall tree:\n" + tree)
+        text = "Top functions (own time, s):\n" + "\n".join(entries) + "\n\nCall tree:\n" + tree
+        Path(path).write_text(text.replace(f"{Path.cwd()}/", ""))  # paths relative to the checkout
 
 
 def main() -> None:
