@@ -102,16 +102,23 @@ def test_transient_s3_faults_are_retried(stack, instance, monkeypatch) -> None:
     assert stack.query("SELECT count(*) FROM {t}") == [(48,)]
 
 
-def test_a_permanent_s3_failure_names_the_object(stack, instance, monkeypatch) -> None:
-    put_companies(stack, {"aapl": rows(4), "broken": rows(4)})
-    fault = lambda method, path, n: 500 if method == "GET" and "broken.us.txt" in path else None  # noqa: E731
+def run_failing(stack, instance, monkeypatch, method: str, path_part: str, attempts: int):
+    """A batch run whose S3 `method` requests on a path containing `path_part` always get a 500: its outcome and
+    how many answers were injected."""
+    fault = lambda m, path, n: 500 if m == method and path_part in path else None  # noqa: E731
     with FlakyProxy(stack.endpoint, fault) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
-        monkeypatch.setenv("STOCK_PLATFORM_S3_MAX_ATTEMPTS", "3")
+        monkeypatch.setenv("STOCK_PLATFORM_S3_MAX_ATTEMPTS", str(attempts))
         outcome = execute_batch(instance=instance)
+    return outcome, proxy.injected
+
+
+def test_a_permanent_s3_failure_names_the_object(stack, instance, monkeypatch) -> None:
+    put_companies(stack, {"aapl": rows(4), "broken": rows(4)})
+    outcome, injected = run_failing(stack, instance, monkeypatch, "GET", "broken.us.txt", attempts=3)
     assert not outcome.success
     assert f"s3://{stack.bucket}/Stocks/broken.us.txt" in outcome.error
-    assert proxy.injected == 3  # the attempts configured, then a clean failure
+    assert injected == 3  # the attempts configured, then a clean failure
     assert stack.query("SELECT count(*) FROM {t}") == [(0,)]
 
 
@@ -121,13 +128,9 @@ def test_a_frame_that_cannot_be_stored_fails_the_run_before_the_load_commits(sta
     companies = {"aapl": rows(5), "msft": rows(5), **{f"c{i:02d}": rows(3) for i in range(12)}, "broken": rows(4)}
     put_companies(stack, companies)
     before_frames = len(instance.fetch_materializations(dg.AssetKey("company_stock_prices"), limit=1000).records)
-    fault = lambda method, path, n: 500 if method == "PUT" and "broken/prices.parquet" in path else None  # noqa: E731
-    with FlakyProxy(stack.endpoint, fault) as proxy:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
-        monkeypatch.setenv("STOCK_PLATFORM_S3_MAX_ATTEMPTS", "2")
-        outcome = execute_batch(instance=instance)
+    outcome, injected = run_failing(stack, instance, monkeypatch, "PUT", "broken/prices.parquet", attempts=2)
     assert not outcome.success
-    assert proxy.injected == 2
+    assert injected == 2
     assert "Processed/company=broken/prices.parquet" in outcome.error
     assert outcome.summary is not None and outcome.summary.commit is None
     assert stack.table_rows() == baseline  # the load rolled back
