@@ -12,6 +12,7 @@ import pytest
 from stock_platform.batch.definitions import build_batch_defs
 from stock_platform.batch.sensors import plan_queue_messages
 from stock_platform.resources.s3 import MonitoredBucket
+from stock_platform.resources.sqs import MarkerQueue
 from stock_platform.settings import Settings
 from stock_platform_tests.waiting import wait_until
 
@@ -202,3 +203,18 @@ class TestPlan:
             "malformed message m2: not an S3 event notification",
             "malformed record in message m5 (KeyError: 'eventTime')",
         ]
+
+
+def test_receive_gathers_more_than_one_call_returns(stack) -> None:
+    """SQS returns at most 10 messages a call: `receive` asks again until it has `limit` or the queue is empty."""
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName=f"many-{uuid.uuid4().hex[:10]}")["QueueUrl"]
+    for start in range(0, 25, 10):
+        sqs.send_message_batch(
+            QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": f"m{i}"} for i in range(start, min(start + 10, 25))]
+        )
+    queue = MarkerQueue(queue_url=url, visibility_timeout_seconds=60)
+    first = queue.receive(limit=12)
+    rest = queue.receive(limit=100)
+    assert len(first) == 12 and len(rest) == 13  # hidden once received: the second call gets the others
+    assert sorted(m["Body"] for m in first + rest) == sorted(f"m{i}" for i in range(25))
