@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from stock_platform.resources import aws
 
@@ -37,13 +37,18 @@ class KinesisStream(dg.ConfigurableResource):  # type: ignore[type-arg]
     endpoint_url: str | None = Field(default=None, description="Kinesis endpoint; default: boto3's (AWS_ENDPOINT_URL).")
     max_attempts: int = Field(default=5, description="boto3 standard-mode attempts per request, the first included.")
 
+    _client: Any = PrivateAttr(default=None)
+
     def get_client(self) -> Any:
-        return aws.client(
-            "kinesis",
-            region_name=self.region_name,
-            endpoint_url=self.endpoint_url,
-            config={"retries": {"mode": "standard", "total_max_attempts": self.max_attempts}},
-        )
+        # Asked for on every request: the process's cache (which reads the environment) is consulted once.
+        if self._client is None:
+            self._client = aws.client(
+                "kinesis",
+                region_name=self.region_name,
+                endpoint_url=self.endpoint_url,
+                config={"retries": {"mode": "standard", "total_max_attempts": self.max_attempts}},
+            )
+        return self._client
 
     def list_shards(self) -> list[Shard]:
         """Every shard still within the retention period, open and closed, following NextToken."""

@@ -13,7 +13,7 @@ from urllib.parse import quote
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 from dagster_aws.s3 import S3Resource
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from stock_platform.resources import aws
 
@@ -118,22 +118,27 @@ class S3Bucket(S3Resource):
         "sets its S3 endpoint), that URL path-style, `<url>/<bucket>/<key>`.",
     )
 
+    _client: Any = PrivateAttr(default=None)
+
     def get_client(self) -> Any:
-        return aws.client(
-            "s3",
-            profile_name=self.profile_name,
-            region_name=self.region_name,
-            endpoint_url=self.endpoint_url,  # None: boto3 honours AWS_ENDPOINT_URL itself
-            use_ssl=self.use_ssl,
-            verify=self.verify,
-            aws_access_key_id=self.aws_access_key_id,
-            aws_secret_access_key=self.aws_secret_access_key,
-            aws_session_token=self.aws_session_token,
-            config={
-                "retries": {"mode": "standard", "total_max_attempts": self.max_attempts},
-                "max_pool_connections": self.max_concurrency + 4,
-            },
-        )
+        # Every request asks for the client: the process's cache (which reads the environment) is consulted once.
+        if self._client is None:
+            self._client = aws.client(
+                "s3",
+                profile_name=self.profile_name,
+                region_name=self.region_name,
+                endpoint_url=self.endpoint_url,  # None: boto3 honours AWS_ENDPOINT_URL itself
+                use_ssl=self.use_ssl,
+                verify=self.verify,
+                aws_access_key_id=self.aws_access_key_id,
+                aws_secret_access_key=self.aws_secret_access_key,
+                aws_session_token=self.aws_session_token,
+                config={
+                    "retries": {"mode": "standard", "total_max_attempts": self.max_attempts},
+                    "max_pool_connections": self.max_concurrency + 4,
+                },
+            )
+        return self._client
 
     def get_object_to_set_on_execution_context(self) -> "S3Bucket":
         # S3Resource hands ops a bare client; this resource's value is its domain methods.

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from stock_platform.resources import aws
 
@@ -21,13 +21,18 @@ class MarkerQueue(dg.ConfigurableResource):  # type: ignore[type-arg]
         "(the daemon stopped mid-tick) comes back after this long.",
     )
 
+    _client: Any = PrivateAttr(default=None)
+
     def get_client(self) -> Any:
-        return aws.client(
-            "sqs",
-            region_name=self.region_name,
-            endpoint_url=self.endpoint_url,
-            config={"retries": {"mode": "standard", "total_max_attempts": 5}},
-        )
+        # Asked for on every request: the process's cache (which reads the environment) is consulted once.
+        if self._client is None:
+            self._client = aws.client(
+                "sqs",
+                region_name=self.region_name,
+                endpoint_url=self.endpoint_url,
+                config={"retries": {"mode": "standard", "total_max_attempts": 5}},
+            )
+        return self._client
 
     def receive(self, limit: int) -> list[dict[str, Any]]:
         """Up to `limit` messages (fewer when the queue has fewer), without waiting for more to arrive."""
