@@ -13,7 +13,7 @@ import datetime
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 import psycopg
 import pyarrow as pa
@@ -313,14 +313,6 @@ def csv_export(
         state = _table_state(conn, target)
         with conn.cursor() as cur, cur.copy(sql.SQL("COPY ({}) TO STDOUT ({})").format(query, options)) as copy:
             yield state, (bytes(chunk) for chunk in copy)
-
-
-def export_csv(conn: psycopg.Connection[Any], target: Target, sink: IO[bytes], header: bool = False) -> TableState:
-    """`csv_export` written into `sink`; returns the state the extract was taken at."""
-    with csv_export(conn, target, header) as (state, chunks):
-        for chunk in chunks:
-            sink.write(chunk)
-    return state
 
 
 def quality_findings(

@@ -1,7 +1,6 @@
 """warehouse.py against a real PostgreSQL, without Dagster: loads, merges, versions, prune, export, findings."""
 
 import datetime as dt
-import io
 
 import psycopg
 import pyarrow as pa
@@ -91,10 +90,10 @@ def test_prune_stale_export_and_findings(stack, target) -> None:
         assert (pruned.pruned, pruned.rows_deleted, pruned.version) == (("ge", "msft"), 4, 2)
         assert warehouse.stale_companies(conn, t, ["aapl"]).names == ()
 
-        sink = io.BytesIO()
-        exported = warehouse.export_csv(conn, t, sink, header=False)
+        with warehouse.csv_export(conn, t, header=False) as (exported, chunks):
+            csv = b"".join(chunks)
         assert (exported.rows, exported.version) == (2, 2)
-        assert sink.getvalue().decode().splitlines()[0] == "2017-11-01,10,11,9,10.5,100,5,0.5,aapl"
+        assert csv.decode().splitlines()[0] == "2017-11-01,10,11,9,10.5,100,5,0.5,aapl"
 
         conn.execute(f'UPDATE "{stack.schema}"."{t.table}" SET low_value = 20, volume_traded = -1')
         findings = warehouse.quality_findings(conn, t, today=dt.date(2026, 11, 23))
