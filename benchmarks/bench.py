@@ -495,17 +495,22 @@ def render(r: dict) -> str:
             *r["profile_top"][:15],
             "```",
         ]
-    lines += render_latency(r.get("latency"), r["platform"]["median_s"])
-    lines += render_downloads(r.get("downloads"))
-    lines += render_quotes(r.get("quotes"))
+    lines += section("latency", r.get("latency"), lambda latency: render_latency(latency, r["platform"]["median_s"]))
+    lines += section("downloads", r.get("downloads"), render_downloads)
+    lines += section("quotes", r.get("quotes"), render_quotes)
     return "\n".join(lines) + "\n"
 
 
-def render_latency(latency: dict | None, run_s: float) -> list[str]:
-    if not latency:
+def section(name: str, measured: dict | None, render_measured: Callable[[dict], list[str]]) -> list[str]:
+    """A pipeline's part of the report: nothing when it was skipped, its error when it failed."""
+    if not measured:
         return []
-    if "error" in latency:
-        return ["", f"**latency failed**: {latency['error']}"]
+    if "error" in measured:
+        return ["", f"**{name} failed**: {measured['error']}"]
+    return render_measured(measured)
+
+
+def render_latency(latency: dict, run_s: float) -> list[str]:
     lines = [
         "",
         f"What a trader waits for, through the real `dagster-daemon` (sensor interval {latency['interval_s']} s; "
@@ -532,11 +537,7 @@ def render_latency(latency: dict | None, run_s: float) -> list[str]:
     return lines
 
 
-def render_downloads(d: dict | None) -> list[str]:
-    if not d:
-        return []
-    if "error" in d:
-        return ["", f"**downloads failed**: {d['error']}"]
+def render_downloads(d: dict) -> list[str]:
     lines = [
         "",
         f"Daily download of {d['tickers']} tickers for {d['day']} from the local fake provider ({d['provider']} "
@@ -556,11 +557,7 @@ def render_downloads(d: dict | None) -> list[str]:
     return lines
 
 
-def render_quotes(q: dict | None) -> list[str]:
-    if not q:
-        return []
-    if "error" in q:
-        return ["", f"**quotes failed**: {q['error']}"]
+def render_quotes(q: dict) -> list[str]:
     last = q["platform"][-1]
     return [
         "",
