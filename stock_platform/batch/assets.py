@@ -7,9 +7,10 @@ events. The three batch assets are one subsettable step (`load_stock_batch`):
   (spool.py: the run never holds every frame in memory), PUT from there and COPYed from there;
 - the step records a materialization only for the companies it processed (`skippable=True` plus explicit
   per-partition `AssetMaterialization`s; a partitioned output would record every partition of the run, ~18 ms of
-  event storage each). Writing those events is the step's longest task, so the rest overlaps it: the load COPYs
-  in a background thread while the frames are PUT and their events recorded (it commits only once every frame is
-  stored), and the table's events (only after the commit) are recorded while its checks and the extract run;
+  event storage each). Writing those events is the step's longest task, so the rest happens behind it in a
+  background thread: the load COPYs while the frames are PUT, commits as soon as every frame is stored (not yet
+  recorded), then the table's checks and the extract run while the frames' and the table's events (the latter only
+  after the commit) are recorded;
 - a whole batch is one run (BackfillPolicy.single_run);
 - any failure raises `dg.Failure` carrying the run's summary: what was processed, what was committed (nothing,
   after a rollback) and the table as it stands, with every secret scrubbed from the error text.
@@ -17,6 +18,7 @@ events. The three batch assets are one subsettable step (`load_stock_batch`):
 
 import hashlib
 import json
+import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -196,26 +198,27 @@ def load_stock_batch(
             run.ensure_gate(parsed)
             run.stage_frames(parsed)
 
-        with ThreadPoolExecutor(1) as background:
-            frames_stored: Future[None] = Future()
-            loading = background.submit(_load, run, selected, config.prune_unlisted, frames_stored)
+        with ThreadPoolExecutor(1) as background, run.storing_frames() as puts:
+            # Recording ~1,000 events (a frame and a table partition per company) is the step's longest task, so
+            # the rest happens behind it: the load commits as soon as every frame is stored and every row COPYed,
+            # while this thread still records the frames; the table's checks and the extract follow the commit in
+            # the same background thread, while this thread records the table's events.
+            failed = threading.Event()
+            loading = background.submit(_load, run, selected, config.prune_unlisted, puts.stored, failed)
+            tail = background.submit(_finish, loading, run, selected)
             try:
                 if plan is not None and parsed is not None:
-                    # Every parsed file's, also those rejected whole (which keep their previous frame and are
-                    # recorded first). Each stored frame is recorded as soon as its PUT completes, while the others
-                    # are stored and the load goes on: recording ~500 events is the step's longest task.
-                    for company in sorted(parsed.files.keys() - run.frames.keys()):
+                    # Every parsed file's: those rejected whole (which keep their previous frame) first, then each
+                    # frame as soon as its PUT completes.
+                    for company in sorted(c for c, f in parsed.files.items() if f.status == "rejected"):
                         yield _frame_event(bucket, plan, parsed, company)
-                    for company in run.store_frames():
+                    for company in puts:
                         yield _frame_event(bucket, plan, parsed, company)
-                frames_stored.set_result(None)
-            except BaseException as error:
-                frames_stored.set_exception(error)  # the load rolls back instead of waiting for frames
+            except BaseException:
+                failed.set()  # the load rolls back instead of committing
                 raise
             loading.result()
-            # Committed: the table's events are recorded while its checks and the extract run.
-            tail = background.submit(_finish, run, selected)
-            yield from _table_events(run)
+            yield from _table_events(run)  # committed
             table_recorded = True
             tail.result()
         yield from _table_check_results(context, run, selected)
@@ -300,17 +303,25 @@ def _table_check_results(
             yield result
 
 
-def _load(run: BatchRun, selected: _Selected, prune: bool, frames_stored: "Future[None]") -> None:
-    """In the background thread: load (committing once the frames are stored), then prune."""
+def _load(run: BatchRun, selected: _Selected, prune: bool, stored: "Future[None]", failed: threading.Event) -> None:
+    """In the background thread: load, committing once every frame is stored (unless the step failed), then
+    prune."""
     if not selected.table:
         return
-    run.load(before_commit=frames_stored.result)
+
+    def ready() -> None:
+        stored.result()  # a failed PUT raises here: the load rolls back
+        if failed.is_set():
+            raise RuntimeError("the step failed before the load committed")
+
+    run.load(before_commit=ready)
     if prune:
         run.prune(run.summary.stale.names)
 
 
-def _finish(run: BatchRun, selected: _Selected) -> RunSummary:
-    """The tail of the run, in the background thread: gather the checks' evidence, export."""
+def _finish(loading: "Future[None]", run: BatchRun, selected: _Selected) -> RunSummary:
+    """The tail of the run, in the background thread right after the load: gather the checks' evidence, export."""
+    loading.result()
     if selected.checks:
         run.check()
     if selected.csv:

@@ -6,14 +6,15 @@ read the frames without Dagster. pyarrow writes and reads them; data scientists 
 company_stock_prices as an input) receives a `pandas.DataFrame` through `ParquetFramesIOManager` (a dict of them,
 by company, for several partitions).
 
-The batch step stores frames itself (`put_parquet`) instead of returning them as an output, because it records
+The batch step stores frames itself (`FramePuts`) instead of returning them as an output, because it records
 materializations only for the companies it processed, each as soon as its frame is stored (see assets.py).
 """
 
 import datetime
 import io
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import dagster as dg
@@ -53,21 +54,53 @@ def parquet_to_frame(data: bytes) -> pa.Table:
     return pq.read_table(io.BytesIO(data))
 
 
-def put_parquet(bucket: SourceBucket, companies: Sequence[str], parquet: Callable[[str], bytes]) -> Iterator[str]:
-    """PUT the frames of `companies` already encoded (`parquet(company)` gives the object's bytes), concurrently;
-    yield each company as soon as its frame is stored. The first failed PUT raises, and the PUTs not yet started
-    are cancelled (also when the caller stops early)."""
+class FramePuts:
+    """The frames of `companies` PUT concurrently, already encoded (`parquet(company)` gives the object's bytes).
 
-    def put(company: str) -> str:
-        bucket.put_bytes(bucket.processed_key(company), parquet(company))
-        return company
+    Iterating yields each company as soon as its frame is stored. `stored` is done once every PUT is, or holds the
+    first failure, however far the caller has iterated: the load commits on it while the caller is still recording
+    the frames (recording them is slower than storing them). Leaving the `with` block cancels the PUTs not yet
+    started, and `stored` then fails if they were not all done.
+    """
 
-    pool = ThreadPoolExecutor(bucket.max_concurrency)
-    try:
-        for stored in as_completed([pool.submit(put, c) for c in companies]):
-            yield stored.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    def __init__(self, bucket: SourceBucket, companies: Sequence[str], parquet: Callable[[str], bytes]) -> None:
+        self.stored: Future[None] = Future()
+        self._left = len(companies)
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(bucket.max_concurrency)
+
+        def put(company: str) -> str:
+            bucket.put_bytes(bucket.processed_key(company), parquet(company))
+            return company
+
+        self._futures = [self._pool.submit(put, c) for c in companies]
+        if not companies:
+            self.stored.set_result(None)
+        for future in self._futures:
+            future.add_done_callback(self._settle)
+
+    def _settle(self, future: "Future[str]") -> None:
+        with self._lock:
+            if self.stored.done():
+                return
+            if future.cancelled():
+                self.stored.set_exception(RuntimeError("the frames' PUTs were stopped before they were all done"))
+            elif (error := future.exception()) is not None:
+                self.stored.set_exception(error)
+            else:
+                self._left -= 1
+                if not self._left:
+                    self.stored.set_result(None)
+
+    def __iter__(self) -> Iterator[str]:
+        for stored in as_completed(self._futures):
+            yield stored.result()  # the first failed PUT raises
+
+    def __enter__(self) -> "FramePuts":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def read_frames(bucket: SourceBucket, companies: list[str]) -> dict[str, pa.Table]:
@@ -93,7 +126,7 @@ class ParquetFramesIOManager(dg.ConfigurableIOManager):
     bucket: dg.ResourceDependency[SourceBucket]
 
     def handle_output(self, context: dg.OutputContext, obj: None) -> None:
-        """Nothing to store: load_stock_batch stores the frames itself (`put_parquet`) and yields no output."""
+        """Nothing to store: load_stock_batch stores the frames itself (`FramePuts`) and yields no output."""
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame | dict[str, pd.DataFrame]:
         companies = list(context.asset_partition_keys)

@@ -6,7 +6,7 @@ database's own counts) and the table as it stands. The asset in assets.py maps t
 
 Follow one company's bytes: `plan` decides whether its file changed (ETag vs the load ledger), `parse` downloads
 and parses it (parsing.py, transforms.py), spools its Parquet frame to local disk (spool.py) and writes its
-rejected rows, `store_frames` PUTs the frame, `load` replaces its rows in one transaction with every other company
+rejected rows, `storing_frames` PUTs the frame, `load` replaces its rows in one transaction with every other company
 of the run (warehouse.py), and `export` rewrites the Output CSV when the table's version moved past the one the
 extract records.
 """
@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 
 from stock_platform.batch import warehouse
-from stock_platform.batch.frames import FrameStats, delete_frames, put_parquet, read_frames
+from stock_platform.batch.frames import FramePuts, FrameStats, delete_frames, read_frames
 from stock_platform.batch.parsing import (
     Parsed,
     Plan,
@@ -164,19 +164,23 @@ class BatchRun:
         return SpooledFile.of(parsed)
 
     def stage_frames(self, parsed: Parsed) -> None:
-        """The spooled frames become the frames the run stores (`store_frames`) and loads."""
+        """The spooled frames become the frames the run stores (`storing_frames`) and loads."""
         self.frames = self.spool
         self.frame_stats = {company: parsed.files[company].stats for company in self.spool}
 
-    def store_frames(self) -> Iterator[str]:
-        """PUT the spooled frames, yielding each company as soon as its frame is stored (so the caller records it
-        while the other PUTs go on; the phase's time includes the caller's).
+    @contextmanager
+    def storing_frames(self) -> Iterator[FramePuts]:
+        """PUT the spooled frames; the caller iterates over the companies as their frames are stored, to record
+        them while the other PUTs go on. The phase ends when the last frame is stored.
 
-        All of them are stored before the load commits (`load(before_commit=...)`): the ledger will say these
-        files are loaded, so their frames must already exist.
+        The load must commit only once every frame is stored (`puts.stored`): the ledger will say these files are
+        loaded, so their frames must already exist.
         """
-        with self._phase("frames"):
-            yield from put_parquet(self.bucket, list(self.spool), self.spool.parquet)
+        started = time.perf_counter()
+        with FramePuts(self.bucket, list(self.spool), self.spool.parquet) as puts:
+            if self.spool:
+                puts.stored.add_done_callback(lambda _: self._record("frames", time.perf_counter() - started))
+            yield puts
 
     def use_stored_frames(self, plan: Plan, companies: Sequence[str]) -> dict[str, pa.Table]:
         """The table alone: load the companies' stored frames whose source is not what the table holds."""

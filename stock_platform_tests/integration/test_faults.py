@@ -8,11 +8,13 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
+from stock_platform.batch import assets
 from stock_platform.batch.summary import CompanyStatus
 from stock_platform.local.report import execute_batch
 from stock_platform.local.stack import create_notification_sink, write_local_instance
@@ -139,6 +141,39 @@ def test_a_frame_that_cannot_be_stored_fails_the_run_before_the_load_commits(sta
     stored = {key.split("company=")[1].split("/")[0] for key in stack.keys("Processed/")}
     assert "broken" not in recorded and "broken" not in stored
     assert recorded <= stored  # never a materialization for a frame that is not stored
+
+
+def test_a_step_failing_before_the_commit_rolls_the_load_back_though_every_frame_is_stored(
+    stack, instance, baseline, monkeypatch
+):
+    """The load commits as soon as every frame is stored, while the step is still recording them: a step that
+    fails before the commit (here, recording a frame) must still leave the table as it was.
+
+    Deterministic: one frame's PUT is held at the proxy until the step has signalled its failure to the load, so
+    every frame is stored by the time the load could commit."""
+    put_companies(stack, {"aapl": rows(5), "msft": rows(5), "nvda": rows(3), "held": rows(4)})
+    step_failed = threading.Event()
+
+    class Signalled(threading.Event):  # the step's "failed" signal, made visible to the held PUT
+        def set(self) -> None:
+            super().set()
+            step_failed.set()
+
+    def broken_metadata(*args: object, **kwargs: object) -> dict:
+        raise RuntimeError("recording a frame failed")
+
+    monkeypatch.setattr(assets, "threading", SimpleNamespace(Event=Signalled))
+    monkeypatch.setattr(assets, "frame_metadata", broken_metadata)
+    hold = lambda m, path, n: step_failed.wait(HANG_S) and None if m == "PUT" and "held/prices" in path else None  # noqa: E731
+    with FlakyProxy(stack.endpoint, hold) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        outcome = execute_batch(instance=instance)
+    assert not outcome.success and "recording a frame failed" in outcome.error
+    assert step_failed.is_set()
+    stored = {key.split("company=")[1].split("/")[0] for key in stack.keys("Processed/")}
+    assert stored == {"aapl", "msft", "nvda", "held"}  # every frame stored ...
+    assert outcome.summary is not None and outcome.summary.commit is None
+    assert stack.table_rows() == baseline  # ... and the load rolled back all the same
 
 
 LOAD = """

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pytest
 
-from stock_platform.batch.frames import frame_to_parquet, put_parquet
+from stock_platform.batch.frames import FramePuts, frame_to_parquet
 from stock_platform.batch.schema import ARROW_SCHEMA
 from stock_platform.quotes.lake import COMPACTED_NAME, compact_day, write_parts
 from stock_platform.quotes.model import Quote
@@ -64,7 +64,8 @@ def test_compaction_and_the_same_queries_as_athena(stack, filesystem) -> None:
         "aapl": prices("aapl", {"2024-03-01": 168.0, "2024-03-04": 170.0, "2024-03-05": 999.0}),
         "msft": prices("msft", {"2024-03-04": 400.0}),
     }
-    assert sorted(put_parquet(bucket, list(frames), lambda c: frame_to_parquet(frames[c]))) == ["aapl", "msft"]
+    with FramePuts(bucket, list(frames), lambda c: frame_to_parquet(frames[c])) as puts:
+        assert sorted(puts) == ["aapl", "msft"]
     quotes = quotes_dataset(filesystem, f"{stack.bucket}/Lake/quotes")
     daily = prices_dataset(filesystem, f"{stack.bucket}/Processed")
     expected_summary = [
