@@ -10,7 +10,7 @@ current is read from committed state, never inferred from what a run did.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 import pyarrow as pa
 from psycopg import sql
+from psycopg.abc import Buffer
 
 from stock_platform.batch.quality import ROWS_MATCH_LEDGER, TABLE_RULES, UNIQUE_KEYS, Finding
 from stock_platform.batch.schema import (
@@ -312,7 +313,26 @@ def csv_export(
         conn.execute("SET LOCAL DateStyle = 'ISO'")
         state = _table_state(conn, target)
         with conn.cursor() as cur, cur.copy(sql.SQL("COPY ({}) TO STDOUT ({})").format(query, options)) as copy:
-            yield state, (bytes(chunk) for chunk in copy)
+            yield state, blocks(copy, EXPORT_BLOCK_BYTES)
+
+
+EXPORT_BLOCK_BYTES = 1 << 20
+
+
+def blocks(pieces: Iterable[Buffer], size: int) -> Iterator[bytes]:
+    """`pieces` joined into blocks of at least `size` bytes (the last one may be shorter).
+
+    COPY TO arrives one row per piece (PostgreSQL sends a message per row): handing 1.1 M rows one by one to the
+    upload cost ~1.5 s of the run's interpreter time; in blocks, the upload's Python runs once per megabyte.
+    """
+    block = bytearray()
+    for piece in pieces:
+        block += piece
+        if len(block) >= size:
+            yield bytes(block)
+            block.clear()
+    if block:
+        yield bytes(block)
 
 
 def quality_findings(
