@@ -12,7 +12,7 @@ import pyarrow as pa
 from stock_platform.batch.frames import FrameStats
 from stock_platform.batch.schema import TABLE_COLUMNS
 from stock_platform.batch.spool import PREVIEW_ROWS, SpooledFile
-from stock_platform.batch.summary import SUMMARY_METADATA_KEY, Commit, RunSummary
+from stock_platform.batch.summary import SUMMARY_METADATA_KEY, Commit, RunSummary, TableState
 from stock_platform.resources.s3 import S3Object, SourceBucket
 
 COLUMN_SCHEMA = dg.TableSchema(
@@ -114,10 +114,32 @@ def frame_metadata(
     return metadata
 
 
-def table_metadata(stats: FrameStats, commit: Commit) -> dict[str, Any]:
-    return {
-        "rows_loaded": stats.rows,
-        "dagster/row_count": stats.rows,
+COMMITTED_COMPANIES_KEY = "committed_companies"  # the table materialization's list, what readers parse
+
+
+def table_metadata(commit: Commit, frames: Mapping[str, FrameStats], table: TableState | None) -> dict[str, Any]:
+    """The table's materialization: what the run's transaction changed, each company it committed (rows, first
+    and last day: what a partition per company used to say), and the table as it stood after the run."""
+    lines = ["| company | rows | first day | last day |", "|---|---|---|---|"]
+    for company in commit.companies:
+        stats = frames.get(company)
+        if stats is not None:
+            lines.append(f"| {company} | {stats.rows} | {_cell(stats.min_date)} | {_cell(stats.max_date)} |")
+    metadata: dict[str, Any] = {
+        "companies_committed": len(commit.companies),
+        "rows_inserted": commit.rows_inserted,
+        "rows_updated": commit.rows_updated,
+        "rows_deleted": commit.rows_deleted,
+        "rows_unchanged": commit.rows_unchanged,
         "table_version": commit.version,
-        **_dates(stats),
+        "companies": dg.MetadataValue.md("\n".join(lines)),
+        COMMITTED_COMPANIES_KEY: dg.MetadataValue.json(list(commit.companies)),
     }
+    if commit.pruned:
+        metadata["companies_pruned"] = dg.MetadataValue.json(list(commit.pruned))
+    if table is not None:
+        metadata["dagster/row_count"] = table.rows
+        metadata["companies_in_table"] = table.companies
+        if table.min_date and table.max_date:
+            metadata["min_date"], metadata["max_date"] = table.min_date, table.max_date
+    return metadata

@@ -13,7 +13,7 @@ from typing import Any
 import dagster as dg
 
 from stock_platform.batch.keys import HISTORICAL_STOCKS_DATA
-from stock_platform.batch.metadata import read_summary
+from stock_platform.batch.metadata import COMMITTED_COMPANIES_KEY, read_summary
 from stock_platform.batch.summary import RunSummary, root_error
 from stock_platform.notifications.messages import REPORT_METADATA_KEY, RunFacts, RunOutcome, format_notification
 from stock_platform.resources.sns import SNSResource
@@ -86,14 +86,14 @@ def _failure(instance: dg.DagsterInstance, run_id: str, outcome: RunOutcome) -> 
 
 
 def _committed_companies(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """What the run's table materialization says it committed (for a run that left no summary)."""
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
-    return sorted(
-        {
-            m.partition
-            for m in (r.asset_materialization for r in records)
-            if m is not None and m.asset_key == HISTORICAL_STOCKS_DATA and m.partition
-        }
-    )
+    companies: set[str] = set()
+    for materialization in (r.asset_materialization for r in records):
+        if materialization is not None and materialization.asset_key == HISTORICAL_STOCKS_DATA:
+            committed = materialization.metadata.get(COMMITTED_COMPANIES_KEY)
+            companies.update(committed.value if committed is not None and isinstance(committed.value, list) else [])
+    return sorted(companies)
 
 
 def run_reports(instance: dg.DagsterInstance, run_id: str) -> list[str]:

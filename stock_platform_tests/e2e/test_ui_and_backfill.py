@@ -304,9 +304,7 @@ def test_cli_range_and_hand_picked_loads_are_one_run_each(stack, tmp_path: Path)
         runs = instance.get_runs()
         assert len(runs) == 4  # the first load, the range, the extract, the hand-picked set
         records = instance.fetch_materializations(dg.AssetKey("historical_stocks_data"), limit=1000).records
-        by_run = {}
-        for record in records:
-            by_run.setdefault(record.run_id, set()).add(record.partition_key)
+        by_run = {r.run_id: set(r.asset_materialization.metadata["committed_companies"].value) for r in records}
         assert by_run[runs[2].run_id] == {keys[1], keys[2], keys[3]}
         assert runs[1].run_id not in by_run  # the extract run loads no company
         assert by_run[runs[0].run_id] == set(picked)

@@ -202,6 +202,10 @@ def test_hand_picked_companies_load_in_one_run(stack, batch, instance) -> None:
     assert [r[0] for r in stack.query("SELECT DISTINCT company_name FROM {t} ORDER BY 1")] == picked
     runs = instance.get_runs()
     assert len(runs) == 1
+    # The table is one asset, not a partition per company: a run without partitions records its checks too.
+    checks = instance.get_records_for_run(runs[0].run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    recorded = {r.event_log_entry.dagster_event.event_specific_data.check_name for r in checks}
+    assert {"has_unique_keys", "has_consistent_ohlc"} <= recorded
 
 
 def test_materializations_are_recorded_per_processed_company(stack, batch, instance) -> None:
@@ -210,8 +214,14 @@ def test_materializations_are_recorded_per_processed_company(stack, batch, insta
     table = instance.fetch_materializations(dg.AssetKey("historical_stocks_data"), limit=1000).records
     processed = {r.partition_key for r in frames}
     assert processed == set(listed_files(batch)) - {sample.MISSING_COMPANY}
-    # A file rejected whole would have no table materialization; here every processed company loads.
-    assert {r.partition_key for r in table} == processed
+    # One table materialization for the run, naming what it committed: a file rejected whole would not be in it;
+    # here every processed company loads.
+    [record] = table
+    metadata = record.asset_materialization.metadata
+    assert set(metadata["committed_companies"].value) == processed
+    assert metadata["companies_committed"].value == len(processed)
+    assert metadata["dagster/row_count"].value == stack.query("SELECT count(*) FROM {t}")[0][0]
+    assert f"| {sample.BAD_ROWS_COMPANY} | 50 |" in metadata["companies"].value  # each company's rows and dates
     badr = next(r for r in frames if r.partition_key == sample.BAD_ROWS_COMPANY).asset_materialization.metadata
     assert (
         badr["rows_read"].value,

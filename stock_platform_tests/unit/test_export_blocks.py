@@ -7,7 +7,7 @@ def test_rows_are_joined_into_blocks_of_at_least_the_size_and_nothing_is_lost() 
     rows = [f"2017-11-{d:02d},10,11,9,10.5,100,0,aapl\n".encode() for d in range(1, 29)] * 50
     joined = list(blocks((memoryview(r) for r in rows), size=1000))
     assert b"".join(joined) == b"".join(rows)
-    assert all(len(b) >= 1000 for b in joined[:-1]) and 0 < len(joined[-1])
+    assert all(len(b) >= 1000 for b in joined[:-1]) and len(joined[-1]) > 0
     assert len(joined) < len(rows) / 20  # about 1000 / 37 rows per block, each block a new bytes object
     assert all(type(b) is bytes for b in joined)
 
