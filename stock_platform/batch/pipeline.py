@@ -56,6 +56,12 @@ class RejectedShareExceeded(RuntimeError):
     """More rows were rejected than the quality policy allows: nothing was written to the frames or the table."""
 
 
+def _source_etag(frame: pa.Table) -> str:
+    """The ETag of the file a stored frame was parsed from (kept in its Parquet schema metadata)."""
+    metadata: dict[bytes, bytes] = frame.schema.metadata or {}
+    return metadata.get(warehouse.SOURCE_ETAG, b"").decode()
+
+
 class BatchRun:
     """One run of the batch, phase by phase; `summary` is always true to what has happened so far."""
 
@@ -190,11 +196,10 @@ class BatchRun:
         frames: dict[str, pa.Table] = {}
         self.frames = frames
         for company in companies:
-            frame = stored.get(company)
-            etag = (frame.schema.metadata or {}).get(warehouse.SOURCE_ETAG, b"").decode() if frame else None
+            frame = stored.get(company)  # never `if frame`: the frame of an empty file has no rows, so it is falsy
             if frame is None:
                 self.summary = self.summary.with_company(company, CompanyResult(CompanyStatus.MISSING_FILE))
-            elif not self.force_reload and loaded.get(company) == etag:
+            elif not self.force_reload and loaded.get(company) == _source_etag(frame):
                 self.summary = self.summary.with_company(company, CompanyResult(CompanyStatus.UNCHANGED))
             else:
                 frames[company] = frame

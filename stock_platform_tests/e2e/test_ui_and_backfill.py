@@ -142,6 +142,13 @@ def test_backfill_of_hand_picked_companies_touches_only_them(stack, loaded) -> N
     )
     assert ranges == [(company, company) for company in sorted(picked)]
     assert len(runs) == len(picked) + 1
+    # The table is one asset: the run after the frames' loads what they changed, exactly the picked companies.
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        records = instance.fetch_materializations(dg.AssetKey("historical_stocks_data"), limit=100).records
+        table_runs = {r.run_id: r.asset_materialization.metadata["committed_companies"].value for r in records}
+    [(table_run, committed)] = [(run_id, c) for run_id, c in table_runs.items() if run_id in {r.run_id for r in runs}]
+    assert sorted(committed) == sorted(picked)
+    assert PARTITION_RANGE_START_TAG not in next(r for r in runs if r.run_id == table_run).tags
 
 
 ASSETS = ("top_companies", "company_stock_prices", "historical_stocks_data", "historical_stock_data_csv")

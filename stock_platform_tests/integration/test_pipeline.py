@@ -232,3 +232,39 @@ def test_materializations_are_recorded_per_processed_company(stack, batch, insta
 
     assert execute_batch(instance=instance).success  # nothing changed: nothing new recorded per company
     assert len(instance.fetch_materializations(dg.AssetKey("company_stock_prices"), limit=1000).records) == len(frames)
+
+
+def test_the_table_alone_loads_only_the_stored_frames_that_changed(stack, batch, instance) -> None:
+    """What the table's own materialization (the UI's "Materialize" on it, or a backfill's run after the frames')
+    does: the stored frames whose source is not the one the ledger holds, and nothing else."""
+    job = defs().resolve_job_def("stock_batch_job")
+    table = dg.AssetKey("historical_stocks_data")
+
+    def table_only() -> list[str]:
+        result = job.execute_in_process(instance=instance, asset_selection=[table])
+        assert result.success
+        return [
+            c
+            for m in result.asset_materializations_for_node("load_stock_batch")
+            if m.asset_key == table
+            for c in m.metadata["committed_companies"].value
+        ]
+
+    assert execute_batch(instance=instance).success
+    before = table_digest(stack)
+    # Nothing changed since the load, the companies with an empty file or a header only included.
+    assert table_only() == []
+    assert table_digest(stack) == before
+
+    files = listed_files(batch)
+    changed = sorted(c for c in files if c not in ("badr", "empt", "hdro"))[0]
+    name = next(n for n in batch.files if n.split(".")[0] == changed)
+    stack.put(f"Stocks/{name}", ("\n".join(files[changed].decode().splitlines()[:11]) + "\n").encode())
+    frames_only = job.execute_in_process(
+        instance=instance,
+        asset_selection=[dg.AssetKey("company_stock_prices")],
+        run_config={"ops": {"load_stock_batch": {"config": {"companies": [changed]}}}},
+    )
+    assert frames_only.success and table_digest(stack) == before  # the frame is stored, the table not yet loaded
+    assert table_only() == [changed]
+    assert stack.query("SELECT count(*) FROM {t} WHERE company_name = %s", (changed,)) == [(10,)]
