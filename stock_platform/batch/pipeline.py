@@ -279,13 +279,13 @@ class BatchRun:
             warehouse.extract_lock(lock_conn, self.target),
         ):
             with self.postgres.connect() as conn:
-                current = warehouse.table_state(conn, self.target)
+                version = warehouse.table_version(conn, self.target)
                 identity = warehouse.table_identity(conn, self.target)
             meta = self.bucket.head_metadata(self.bucket.output_key) or {}
             header = "true" if self.include_header else "false"
             recorded = (meta.get(EXTRACT_TABLE), meta.get(EXTRACT_VERSION), meta.get(EXTRACT_HEADER))
-            if recorded == (identity, str(current.version), header):
-                extract = ExtractState(uri, current.version, int(meta.get(EXTRACT_ROWS, "0")), regenerated=False)
+            if recorded == (identity, str(version), header):
+                extract = ExtractState(uri, version, int(meta.get(EXTRACT_ROWS, "0")), regenerated=False)
             else:
                 # Streamed: the table's rows are uploaded as PostgreSQL sends them (a few parts in memory), never
                 # held whole, and the COPY and the upload overlap. The upload records the snapshot's version.

@@ -279,14 +279,23 @@ def table_state(conn: psycopg.Connection[Any], target: Target) -> TableState:
 
 
 def _table_state(conn: psycopg.Connection[Any], target: Target) -> TableState:
+    # Per company first: `count(DISTINCT company_name)` sorts every row (0.32 s at 1.1 M rows against 0.06 s), and
+    # the state is read two or three times a run (the no-change run's largest cost after the listing).
     row = conn.execute(
         sql.SQL(
-            "SELECT count(*), count(DISTINCT company_name), min(stock_date)::text, max(stock_date)::text, "
-            "(SELECT coalesce(max(version), 0) FROM {s}) FROM {t}"
+            "SELECT coalesce(sum(n), 0), count(*), min(lo)::text, max(hi)::text, "
+            "(SELECT coalesce(max(version), 0) FROM {s}) "
+            "FROM (SELECT count(*) AS n, min(stock_date) AS lo, max(stock_date) AS hi FROM {t} GROUP BY company_name) c"
         ).format(t=target.data, s=target.state)
     ).fetchone()
     assert row is not None
-    return TableState(rows=row[0], companies=row[1], min_date=row[2], max_date=row[3], version=int(row[4]))
+    return TableState(rows=int(row[0]), companies=row[1], min_date=row[2], max_date=row[3], version=int(row[4]))
+
+
+def table_version(conn: psycopg.Connection[Any], target: Target) -> int:
+    """The table's version alone (what the extract compares), without counting its rows."""
+    row = conn.execute(sql.SQL("SELECT coalesce(max(version), 0) FROM {}").format(target.state)).fetchone()
+    return int(row[0]) if row else 0
 
 
 def table_identity(conn: psycopg.Connection[Any], target: Target) -> str:

@@ -9,6 +9,7 @@ import pytest
 from stock_platform.batch import warehouse
 from stock_platform.batch.quality import CONSISTENT_OHLC, NON_NEGATIVE_VOLUME, ROWS_MATCH_LEDGER, UNIQUE_KEYS
 from stock_platform.batch.schema import ARROW_SCHEMA, prepare_tables
+from stock_platform.batch.summary import TableState
 from stock_platform.resources.postgres import PostgresResource
 
 pytestmark = pytest.mark.integration
@@ -45,6 +46,8 @@ def target(stack) -> tuple[PostgresResource, warehouse.Target]:
 def test_copy_then_merge_counts_come_from_the_database(stack, target) -> None:
     postgres, t = target
     with postgres.connect() as conn:
+        assert warehouse.table_state(conn, t) == TableState(0, 0, None, None, 0)  # an empty table, never loaded
+        assert warehouse.table_version(conn, t) == 0
         first = warehouse.replace_companies(
             conn, t, {"aapl": frame("aapl", [10.5, 11.0]), "ge": frame("ge", [9.5])}, "r1"
         )
@@ -57,7 +60,8 @@ def test_copy_then_merge_counts_come_from_the_database(stack, target) -> None:
         assert (again.rows_inserted, again.rows_updated, again.rows_unchanged, again.changed) == (0, 0, 1, False)
         assert warehouse.loaded_etags(conn, t) == {"aapl": "e2", "ge": "e1"}
         state = warehouse.table_state(conn, t)
-    assert (state.rows, state.companies, state.version) == (2, 2, 3)
+        assert warehouse.table_version(conn, t) == 3
+    assert state == TableState(rows=2, companies=2, min_date="2017-11-01", max_date="2017-11-02", version=3)
     assert stack.query("SELECT company_name, stock_date, close_value FROM {t} ORDER BY 1, 2") == [
         ("aapl", dt.date(2017, 11, 2), 10.75),
         ("ge", dt.date(2017, 11, 1), 9.5),
