@@ -218,6 +218,9 @@ def test_ui_shows_the_graph_and_materializes(stack, loaded, tmp_path: Path) -> N
                 wait_until(lambda group=groups[0]: gone(group), timeout=HANG_S, what="a group to expand")
         driver.refresh()
         wait_until(lambda: graph_nodes() == list(ASSETS), timeout=HANG_S, what=f"the graph to show {ASSETS}")
+        # Each node fetches its status after it is drawn: the picture is of the statuses, not of "Loading...".
+        loading = "//*[contains(text(), 'Loading') or contains(text(), 'fetching statuses')]"
+        wait_until(lambda: not shown(By.XPATH, loading), timeout=HANG_S, what="the nodes' statuses")
         driver.save_screenshot(str(shots / "asset_graph.png"))
 
         driver.get(f"{base}/assets/historical_stock_data_csv")
