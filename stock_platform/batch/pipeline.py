@@ -56,12 +56,6 @@ class RejectedShareExceeded(RuntimeError):
     """More rows were rejected than the quality policy allows: nothing was written to the frames or the table."""
 
 
-def _source_etag(frame: pa.Table) -> str:
-    """The ETag of the file a stored frame was parsed from (kept in its Parquet schema metadata)."""
-    metadata: dict[bytes, bytes] = frame.schema.metadata or {}
-    return metadata.get(warehouse.SOURCE_ETAG, b"").decode()
-
-
 class BatchRun:
     """One run of the batch, phase by phase; `summary` is always true to what has happened so far."""
 
@@ -165,8 +159,7 @@ class BatchRun:
         """Spool the frame of a file not rejected whole (with where its rows came from), keep the accounting."""
         if parsed.status != "rejected":  # a file rejected whole keeps the company's previous rows and frame
             source = plan.todo[parsed.company]
-            metadata = {warehouse.SOURCE_KEY: source.key.encode(), warehouse.SOURCE_ETAG: source.etag.encode()}
-            self.spool.put(parsed.company, parsed.prices.replace_schema_metadata(metadata))
+            self.spool.put(parsed.company, warehouse.with_source(parsed.prices, source.key, source.etag))
         return SpooledFile.of(parsed)
 
     def stage_frames(self, parsed: Parsed) -> None:
@@ -199,7 +192,7 @@ class BatchRun:
             frame = stored.get(company)  # never `if frame`: the frame of an empty file has no rows, so it is falsy
             if frame is None:
                 self.summary = self.summary.with_company(company, CompanyResult(CompanyStatus.MISSING_FILE))
-            elif not self.force_reload and loaded.get(company) == _source_etag(frame):
+            elif not self.force_reload and loaded.get(company) == warehouse.frame_source(frame)[1]:
                 self.summary = self.summary.with_company(company, CompanyResult(CompanyStatus.UNCHANGED))
             else:
                 frames[company] = frame

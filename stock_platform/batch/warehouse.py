@@ -122,6 +122,17 @@ def _copy_in(
     return loaded
 
 
+def with_source(frame: pa.Table, key: str, etag: str) -> pa.Table:
+    """The frame, recording the file it was parsed from in its schema metadata (stored with it in Parquet)."""
+    return frame.replace_schema_metadata({SOURCE_KEY: key.encode(), SOURCE_ETAG: etag.encode()})
+
+
+def frame_source(frame: pa.Table) -> tuple[str, str]:
+    """(key, ETag) of the file a frame was parsed from, kept in its schema metadata ("" when it has none)."""
+    metadata: dict[bytes, bytes] = frame.schema.metadata or {}
+    return metadata.get(SOURCE_KEY, b"").decode(), metadata.get(SOURCE_ETAG, b"").decode()
+
+
 @dataclass(frozen=True)
 class _Loaded:
     """A company's ledger entry: where its rows came from, and how many."""
@@ -135,12 +146,10 @@ class _Loaded:
 
     @classmethod
     def of(cls, company: str, frame: pa.Table) -> _Loaded:
-        meta = frame.schema.metadata or {}
         dates = frame.column("stock_date")
         return cls(
             company,
-            meta.get(SOURCE_KEY, b"").decode(),
-            meta.get(SOURCE_ETAG, b"").decode(),
+            *frame_source(frame),
             frame.num_rows,
             dates[0].as_py() if frame.num_rows else None,
             dates[-1].as_py() if frame.num_rows else None,
@@ -283,18 +292,21 @@ def _table_state(conn: psycopg.Connection[Any], target: Target) -> TableState:
     # the state is read two or three times a run (the no-change run's largest cost after the listing).
     row = conn.execute(
         sql.SQL(
-            "SELECT coalesce(sum(n), 0), count(*), min(lo)::text, max(hi)::text, "
-            "(SELECT coalesce(max(version), 0) FROM {s}) "
+            "SELECT coalesce(sum(n), 0), count(*), min(lo)::text, max(hi)::text, ({v}) "
             "FROM (SELECT count(*) AS n, min(stock_date) AS lo, max(stock_date) AS hi FROM {t} GROUP BY company_name) c"
-        ).format(t=target.data, s=target.state)
+        ).format(t=target.data, v=_version_query(target))
     ).fetchone()
     assert row is not None
     return TableState(rows=int(row[0]), companies=row[1], min_date=row[2], max_date=row[3], version=int(row[4]))
 
 
+def _version_query(target: Target) -> sql.Composed:
+    return sql.SQL("SELECT coalesce(max(version), 0) FROM {}").format(target.state)
+
+
 def table_version(conn: psycopg.Connection[Any], target: Target) -> int:
     """The table's version alone (what the extract compares), without counting its rows."""
-    row = conn.execute(sql.SQL("SELECT coalesce(max(version), 0) FROM {}").format(target.state)).fetchone()
+    row = conn.execute(_version_query(target)).fetchone()
     return int(row[0]) if row else 0
 
 

@@ -31,9 +31,7 @@ def frame(company: str, closes: list[float], etag: str = "e1", start: int = 1) -
         },
         schema=ARROW_SCHEMA,
     )
-    return table.replace_schema_metadata(
-        {warehouse.SOURCE_KEY: f"Stocks/{company}.us.txt".encode(), warehouse.SOURCE_ETAG: etag.encode()}
-    )
+    return warehouse.with_source(table, f"Stocks/{company}.us.txt", etag)
 
 
 @pytest.fixture
