@@ -355,7 +355,8 @@ def _database(database_url: str | None) -> Iterator[str]:
 
 
 # The local Dagster instance: SQLite storage under .local/ (the production instance is the repository's
-# dagster.yaml, on PostgreSQL). The sensor runs when the daemon runs, as in production.
+# dagster.yaml, on PostgreSQL), its event log kept open between writes (event_log.py). The sensor runs when the
+# daemon runs, as in production.
 LOCAL_INSTANCE_YAML = """\
 # Written by `make run` / `make ui`: the local instance. Production uses the repository's dagster.yaml.
 telemetry:
@@ -367,15 +368,27 @@ run_coordinator:
     tag_concurrency_limits:
       - key: stock_platform/target
         limit: 1
+event_log_storage:
+  module: stock_platform.local.event_log
+  class: HeldSqliteEventLogStorage
+  config:
+    base_dir: {event_logs}
 """
+
+
+def local_instance_yaml(dagster_home: str | os.PathLike[str]) -> str:
+    """The local instance's dagster.yaml for `dagster_home` (the event log's folder is where Dagster's default
+    SQLite storage keeps it)."""
+    return LOCAL_INSTANCE_YAML.format(event_logs=Path(dagster_home).resolve() / "history" / "runs")
 
 
 def write_local_instance(dagster_home: str | os.PathLike[str]) -> Path:
     home = Path(dagster_home)
     home.mkdir(parents=True, exist_ok=True)
     path = home / "dagster.yaml"
-    if not path.exists() or path.read_text() != LOCAL_INSTANCE_YAML:
-        path.write_text(LOCAL_INSTANCE_YAML)
+    text = local_instance_yaml(home)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
     return path
 
 

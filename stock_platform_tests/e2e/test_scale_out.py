@@ -10,6 +10,7 @@ for row, the table one run over every company loads.
 
 import json
 import os
+from pathlib import Path
 
 import dagster as dg
 import psycopg
@@ -20,7 +21,7 @@ from stock_platform.batch.pipeline import EXTRACT_VERSION
 from stock_platform.batch.warehouse import Target
 from stock_platform.cli import main
 from stock_platform.local import sample
-from stock_platform.local.stack import LOCAL_INSTANCE_YAML
+from stock_platform.local.stack import local_instance_yaml
 from stock_platform_tests.conftest import psycopg_dsn
 from stock_platform_tests.faults import lock_waiters
 from stock_platform_tests.processes import dagster_command, running
@@ -29,8 +30,12 @@ from stock_platform_tests.waiting import wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.daemon]
 HANG_S = 600  # bounds a hang, never reached on a slow machine
 RANGES = 3
-# The local instance, with a queue that admits RANGES batch runs at once (a team raises this limit to scale out).
-INSTANCE_YAML = LOCAL_INSTANCE_YAML.replace("        limit: 1\n", f"        limit: {RANGES}\n")
+
+
+def instance_yaml(home: Path) -> str:
+    """The local instance, with a queue that admits RANGES batch runs at once (a team raises this limit to scale
+    out)."""
+    return local_instance_yaml(home).replace("        limit: 1\n", f"        limit: {RANGES}\n")
 
 
 def rows(database_url: str, schema: str, table: str) -> list[tuple]:
@@ -48,7 +53,7 @@ def test_concurrent_runs_over_disjoint_ranges_load_what_one_run_loads(stack, tmp
         conn.execute(f'CREATE SCHEMA "{reference}"')
     home = tmp_path / "home"
     home.mkdir()
-    (home / "dagster.yaml").write_text(INSTANCE_YAML)
+    (home / "dagster.yaml").write_text(instance_yaml(home))
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("STOCK_PLATFORM_DB_SCHEMA", reference)
     assert main(["load"]) == 0
