@@ -13,6 +13,7 @@ from stock_platform.batch.jobs import stock_batch_job
 from stock_platform.downloads.definitions import build_download_defs
 from stock_platform.notifications.definitions import build_notification_defs
 from stock_platform.quotes.definitions import build_quote_defs
+from stock_platform.runtime import freeze_loaded_objects
 from stock_platform.settings import Settings
 from stock_platform.watchdog.definitions import build_watchdog_defs
 
@@ -22,7 +23,7 @@ def defs() -> dg.Definitions:
     settings = Settings.from_environment()
     downloads = build_download_defs(settings)
     domains = [build_batch_defs(settings), downloads, build_quote_defs(settings)]
-    return dg.Definitions.merge(
+    platform = dg.Definitions.merge(
         *domains,
         # Every run of a pipeline (the batch load, the daily download) ends with one
         # <prefix>_Pipeline_Success|Failure message.
@@ -35,3 +36,5 @@ def defs() -> dg.Definitions:
             executor=dg.in_process_executor,
         ),
     )
+    freeze_loaded_objects()  # what is loaded now lives as long as the process (runtime.py)
+    return platform
