@@ -20,6 +20,7 @@ import pyarrow as pa
 from psycopg import sql
 from psycopg.abc import Buffer
 
+from stock_platform.batch import pgbinary
 from stock_platform.batch.quality import ROWS_MATCH_LEDGER, TABLE_RULES, UNIQUE_KEYS, Finding
 from stock_platform.batch.schema import (
     COLUMN_NAMES,
@@ -29,7 +30,6 @@ from stock_platform.batch.schema import (
     validate_identifier,
 )
 from stock_platform.batch.summary import Commit, StaleCompanies, TableState
-from stock_platform.batch.transforms import prices_to_csv
 
 # Frames carry where their rows came from in the Arrow schema metadata (and so in the Parquet footer).
 SOURCE_KEY = b"stock_platform.source_key"
@@ -110,15 +110,19 @@ def _bump_version(conn: psycopg.Connection[Any], target: Target, run_id: str) ->
 def _copy_in(
     conn: psycopg.Connection[Any], into: sql.Composable, frames: Mapping[str, pa.Table], companies: list[str]
 ) -> list[_Loaded]:
-    """COPY the companies' frames, reading each frame once (`frames` may read it from disk on each access)."""
+    """COPY the companies' frames in binary (pgbinary.py), reading each frame once (`frames` may read it from disk
+    on each access)."""
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMN_NAMES)
     loaded = []
-    with conn.cursor() as cur, cur.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(into, columns)) as copy:
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(into, columns)
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        copy.write(pgbinary.SIGNATURE)
         for company in companies:
             frame = frames[company]
             if frame.num_rows:
-                copy.write(prices_to_csv(frame.select(list(COLUMN_NAMES))))
+                copy.write(pgbinary.encode_rows(frame.select(list(COLUMN_NAMES))))
             loaded.append(_Loaded.of(company, frame))
+        copy.write(pgbinary.TRAILER)
     return loaded
 
 

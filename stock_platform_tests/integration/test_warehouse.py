@@ -131,3 +131,34 @@ def test_findings_name_ledger_mismatches_and_count_duplicates_when_the_key_is_mi
     assert findings[UNIQUE_KEYS.name].count == 2
     assert findings[UNIQUE_KEYS.name].samples == ["aapl 2017-11-01", "aapl 2017-11-02"]
     assert findings[UNIQUE_KEYS.name].basis == "a scan of the table"
+
+
+def test_rows_arrive_exactly_through_binary_copy_nulls_and_all(stack, target) -> None:
+    """The load sends binary COPY (pgbinary.py): every value comes back bit for bit, NULLs where the frame has
+    them, dates on both sides of PostgreSQL's 2000-01-01 epoch, in a first load (COPY into the table) and a
+    reload (COPY into the stage, then merged)."""
+    postgres, t = target
+    rows = {
+        "stock_date": [dt.date(1962, 1, 2), dt.date(1999, 12, 31), dt.date(2000, 1, 1), dt.date(2017, 11, 10)],
+        "open_value": [0.0, 1e-300, None, 123456789.123456],
+        "high_value": [0.1 + 0.2, 1.7976931348623157e308, None, 123456790.0],
+        "low_value": [-0.0, 5e-324, 2.5, 1.0 / 3.0],
+        "close_value": [0.3, None, 2.75, 2.0 / 3.0],
+        "volume_traded": [0, 9_223_372_036_854_775_807, None, -1],
+        "daily_percent_change": [None, 12.5, None, -99.99999999999999],
+        "value_change": [0.3, None, None, -123456788.45678934],
+        "company_name": ["brk-a_ü"] * 4,
+    }
+    first = warehouse.with_source(pa.table(rows, schema=ARROW_SCHEMA), "Stocks/brk-a_ü.us.txt", "e1")
+    changed = dict(rows, close_value=[0.3, 4.0, 2.75, None])
+    second = warehouse.with_source(pa.table(changed, schema=ARROW_SCHEMA), "Stocks/brk-a_ü.us.txt", "e2")
+    columns = ", ".join(ARROW_SCHEMA.names)
+    for loaded, expected in ((first, rows), (second, changed)):
+        with postgres.connect() as conn:
+            warehouse.replace_companies(conn, t, {"brk-a_ü": loaded}, "r")
+        back = stack.query(f"SELECT {columns} FROM {{t}} ORDER BY stock_date")
+        assert [dict(zip(ARROW_SCHEMA.names, row, strict=True)) for row in back] == pa.table(
+            expected, schema=ARROW_SCHEMA
+        ).to_pylist()
+    # -0.0 == 0.0 in Python: its sign bit must have arrived too.
+    assert stack.query("SELECT text(low_value) FROM {t} WHERE stock_date = '1962-01-02'") == [("-0",)]

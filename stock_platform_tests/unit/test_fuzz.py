@@ -5,8 +5,9 @@ import gzip
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stock_platform.batch.pgbinary import encode_rows
 from stock_platform.batch.schema import ARROW_SCHEMA, REJECT_SCHEMA
-from stock_platform.batch.transforms import ParsedFile, parse_stock_csv, prices_to_csv
+from stock_platform.batch.transforms import ParsedFile, parse_stock_csv
 
 HEADERS = ["Date", "Open", "High", "Low", "Close", "Volume", "OpenInt", "Extra", "date ", " VOLUME", "\ufeffDate"]
 ODD_VALUES = [
@@ -67,7 +68,7 @@ def check(data: bytes) -> None:
     if result.rows_loaded:
         dates = result.prices.column("stock_date").to_pylist()
         assert dates == sorted(set(dates))  # sorted, one row per date
-        prices_to_csv(result.prices)  # what COPY will read encodes without error
+        encode_rows(result.prices)  # what the load sends COPY encodes without error
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
