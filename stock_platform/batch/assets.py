@@ -1,15 +1,17 @@
 """The batch's assets: company list and raw S3 files -> company price frames -> PostgreSQL table -> Output CSV.
 
 Thin: the work is pipeline.BatchRun (Dagster-free); this module maps its phases and its typed summary onto Dagster
-events. The three batch assets are one subsettable step (`load_stock_batch`):
+events. The four batch assets are one subsettable step (`load_stock_batch`):
 
+- one listing of the bucket: the company list (`top_companies`) is recorded from the listing the run loads from,
+  so the two always agree (as a step of its own it listed the bucket again, ~0.2 s against moto);
 - one pass: each file is downloaded and parsed once; its frame is encoded to Parquet once, spooled to local disk
   (spool.py: the run never holds every frame in memory), PUT from there and COPYed from there;
 - the step records a materialization only for the companies it processed (`skippable=True` plus explicit
   per-partition `AssetMaterialization`s of the frames; a partitioned output would record every partition of the
   run), and one for the table when its transaction committed, listing the companies (an event costs 5-12 ms of
-  storage, a run has ~500 companies). Recording the frames is the step's longest task, so the rest happens behind
-  it in a background thread: the load COPYs while the frames are PUT, commits as soon as every frame is stored
+  storage, a run has ~500 companies). Recording the frames takes a while, so the rest happens behind it in a
+  background thread: the load COPYs while the frames are PUT, commits as soon as every frame is stored
   (not yet recorded), then the table's checks and the extract run;
 - a whole batch is one run (BackfillPolicy.single_run);
 - any failure raises `dg.Failure` carrying the run's summary: what was processed, what was committed (nothing,
@@ -37,39 +39,12 @@ from stock_platform.batch.metadata import COLUMN_SCHEMA, frame_metadata, summary
 from stock_platform.batch.partitions import company_partitions
 from stock_platform.batch.pipeline import BatchRun, Parsed, Plan
 from stock_platform.batch.quality import QualityPolicy
-from stock_platform.batch.sources import read_batch
+from stock_platform.batch.sources import Batch, read_batch
 from stock_platform.batch.summary import Commit, RunSummary, describe
 from stock_platform.resources.postgres import PostgresResource
 from stock_platform.resources.s3 import SourceBucket
 
 INGEST, WAREHOUSE = "ingest", "warehouse"
-
-
-@dg.asset(key=TOP_COMPANIES, group_name=INGEST, kinds={"s3"}, check_specs=checks.LIST_CHECK_SPECS)
-def top_companies(context: dg.AssetExecutionContext, bucket: SourceBucket) -> dg.MaterializeResult:  # type: ignore[type-arg]
-    """Companies selected for loading: CompanyNames/top_companies.txt matched to the files under Stocks/."""
-    batch = read_batch(bucket)
-    selection = batch.selection
-    if selection.missing:
-        context.log.warning(f"{len(selection.missing)} listed companies have no file: {list(selection.missing)[:20]}")
-    if selection.ambiguous:
-        context.log.warning(f"Ambiguous (several files, not loaded): {dict(selection.ambiguous)}")
-    # The same selection is the same data version: the UI tells a changed list from a re-read one.
-    selected = json.dumps([selection.companies, list(selection.missing), sorted(selection.ambiguous)])
-    return dg.MaterializeResult(
-        data_version=dg.DataVersion(hashlib.sha256(selected.encode()).hexdigest()[:16]),
-        metadata={
-            "source": dg.MetadataValue.url(bucket.link(bucket.company_list_key)),
-            "entries": len(batch.entries),
-            "companies_matched": len(selection.companies),
-            "companies_missing": len(selection.missing),
-            "missing": dg.MetadataValue.json(list(selection.missing)),
-            "files_not_listed": selection.unlisted,
-            "files_with_invalid_names": dg.MetadataValue.json(list(selection.invalid_names)),
-            "ambiguous": dg.MetadataValue.json({k: list(v) for k, v in selection.ambiguous.items()}),
-        },
-        check_results=[checks.listed_present_result(list(selection.missing))],
-    )
 
 
 @dg.observable_source_asset(
@@ -115,6 +90,16 @@ class BatchConfig(dg.Config):
 @dg.multi_asset(
     name="load_stock_batch",
     specs=[
+        dg.AssetSpec(
+            TOP_COMPANIES,
+            skippable=True,
+            group_name=INGEST,
+            kinds={"s3"},
+            description=(
+                "Companies selected for loading: CompanyNames/top_companies.txt matched to the files under Stocks/, "
+                "recorded from the same listing of the bucket that the run loads from."
+            ),
+        ),
         dg.AssetSpec(
             COMPANY_STOCK_PRICES,
             partitions_def=company_partitions,
@@ -162,7 +147,7 @@ class BatchConfig(dg.Config):
             ),
         ),
     ],
-    check_specs=[*checks.FRAME_CHECK_SPECS, *checks.TABLE_CHECK_SPECS],
+    check_specs=[*checks.LIST_CHECK_SPECS, *checks.FRAME_CHECK_SPECS, *checks.TABLE_CHECK_SPECS],
     backfill_policy=dg.BackfillPolicy.single_run(),
     can_subset=True,
 )
@@ -172,7 +157,7 @@ def load_stock_batch(
     bucket: SourceBucket,
     postgres: PostgresResource,
     quality: QualityPolicy,
-) -> Iterator[dg.AssetMaterialization | dg.AssetCheckResult]:
+) -> Iterator[dg.AssetMaterialization | dg.AssetCheckResult | dg.MaterializeResult]:  # type: ignore[type-arg]
     """Parse the run's companies, store their frames, load them into the table, and write the Output CSV.
 
     Subsettable, because the UI and asset backfills target these assets separately: frames (and the table); the
@@ -191,8 +176,11 @@ def load_stock_batch(
     )
     table_recorded = False
     try:
-        run.prepare()
-        plan, parsed = _stage(context, config, run, selected)
+        batch = _read(run, bucket, selected)
+        yield from _company_list(context, bucket, batch, selected)  # the run's one listing, recorded first
+        if not selected.database:
+            return  # the company list alone
+        plan, parsed = _stage(context, config, run, selected, batch)
         if plan is not None and parsed is not None:
             gate = checks.rejected_share_result(parsed.gate)
             context.log.info(f"{gate.check_name}: {'passed' if gate.passed else 'FAILED'}")
@@ -253,16 +241,23 @@ def load_stock_batch(
 class _Selected:
     """What this run of the step does, from the assets and checks it selects."""
 
+    companies: bool
     frames: bool
     table: bool
     csv: bool
     checks: bool
     gate: bool  # record the rejected-share check
 
+    @property
+    def database(self) -> bool:
+        """Whether the step works on the table, and so needs the database."""
+        return self.frames or self.table or self.csv or self.checks
+
     @classmethod
     def of(cls, context: dg.AssetExecutionContext) -> "_Selected":
         keys, check_keys = context.selected_asset_keys, context.selected_asset_check_keys
         return cls(
+            companies=TOP_COMPANIES in keys,
             frames=COMPANY_STOCK_PRICES in keys,
             table=HISTORICAL_STOCKS_DATA in keys,
             csv=HISTORICAL_STOCK_DATA_CSV in keys,
@@ -273,15 +268,23 @@ class _Selected:
         )
 
 
+def _read(run: BatchRun, bucket: SourceBucket, selected: _Selected) -> Batch | None:
+    """Prepare the tables when the step touches them, and read the batch (the list and the files) once for every
+    selected asset that needs it: the table's work with the companies it holds that are no longer listed (from the
+    database), the company list alone from the bucket only."""
+    if selected.database:
+        run.prepare()
+    if selected.frames or selected.table or selected.csv:
+        return run.read()
+    return read_batch(bucket) if selected.companies else None
+
+
 def _stage(
-    context: dg.AssetExecutionContext, config: "BatchConfig", run: BatchRun, selected: _Selected
+    context: dg.AssetExecutionContext, config: "BatchConfig", run: BatchRun, selected: _Selected, batch: Batch | None
 ) -> tuple[Plan | None, Parsed | None]:
-    """Read the batch and plan the run's companies; parse their files when the frames are selected, or take the
-    stored frames when only the table is. Nothing is written yet but the rejected rows."""
-    if not (selected.frames or selected.table or selected.csv):
-        return None, None
-    batch = run.read()
-    if not (selected.frames or selected.table):
+    """Plan the run's companies from the batch; parse their files when the frames are selected, or take the stored
+    frames when only the table is. Nothing is written yet but the rejected rows."""
+    if batch is None or not (selected.frames or selected.table):
         return None, None
     companies = _companies_of_run(context, config, batch.selection.companies)
     plan = run.plan(batch, companies)
@@ -355,6 +358,36 @@ def _table_event(run: BatchRun) -> Iterator[dg.AssetMaterialization]:
         return
     yield dg.AssetMaterialization(
         asset_key=HISTORICAL_STOCKS_DATA, metadata=table_metadata(commit, run.frame_stats, run.summary.table)
+    )
+
+
+def _company_list(
+    context: dg.AssetExecutionContext, bucket: SourceBucket, batch: Batch | None, selected: _Selected
+) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]
+    """top_companies' materialization when selected, from the listing the run loads from (so the two agree)."""
+    if batch is None or not selected.companies:
+        return
+    selection = batch.selection
+    if selection.missing:
+        context.log.warning(f"{len(selection.missing)} listed companies have no file: {list(selection.missing)[:20]}")
+    if selection.ambiguous:
+        context.log.warning(f"Ambiguous (several files, not loaded): {dict(selection.ambiguous)}")
+    # The same selection is the same data version: the UI tells a changed list from a re-read one.
+    selected_json = json.dumps([selection.companies, list(selection.missing), sorted(selection.ambiguous)])
+    yield dg.MaterializeResult(
+        asset_key=TOP_COMPANIES,
+        data_version=dg.DataVersion(hashlib.sha256(selected_json.encode()).hexdigest()[:16]),
+        metadata={
+            "source": dg.MetadataValue.url(bucket.link(bucket.company_list_key)),
+            "entries": len(batch.entries),
+            "companies_matched": len(selection.companies),
+            "companies_missing": len(selection.missing),
+            "missing": dg.MetadataValue.json(list(selection.missing)),
+            "files_not_listed": selection.unlisted,
+            "files_with_invalid_names": dg.MetadataValue.json(list(selection.invalid_names)),
+            "ambiguous": dg.MetadataValue.json({k: list(v) for k, v in selection.ambiguous.items()}),
+        },
+        check_results=[checks.listed_present_result(list(selection.missing))],
     )
 
 

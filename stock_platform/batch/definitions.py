@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from stock_platform.batch.assets import load_stock_batch, raw_stock_files, top_companies
+from stock_platform.batch.assets import load_stock_batch, raw_stock_files
 from stock_platform.batch.jobs import stock_batch_job, table_checks_job
 from stock_platform.batch.observation import build_observation_sensor
 from stock_platform.batch.sensors import build_marker_sensor, build_queue_sensor
@@ -19,7 +19,7 @@ def build_batch_defs(settings: Settings) -> dg.Definitions:
     else:
         trigger = build_marker_sensor(stock_batch_job, interval, status)
     return dg.Definitions(
-        assets=[raw_stock_files, top_companies, load_stock_batch],
+        assets=[raw_stock_files, load_stock_batch],
         jobs=[stock_batch_job, table_checks_job],
         sensors=[trigger, build_observation_sensor(settings.observation_interval_seconds, status)],
     )

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from stock_platform.batch.assets import load_stock_batch, top_companies
+from stock_platform.batch.assets import load_stock_batch
 from stock_platform.batch.keys import HISTORICAL_STOCKS_DATA
 from stock_platform.tags import TARGET_TAG
 
@@ -10,7 +10,7 @@ from stock_platform.tags import TARGET_TAG
 # every partition, one run), or the companies named in the batch step's config (a hand-picked set in one run).
 stock_batch_job = dg.define_asset_job(
     name="stock_batch_job",
-    selection=dg.AssetSelection.assets(top_companies, load_stock_batch),
+    selection=dg.AssetSelection.assets(load_stock_batch),
     # dagster.yaml's run coordinator limits runs carrying this tag to one at a time.
     tags={TARGET_TAG: "historical_stocks_data"},
     description=(

@@ -268,3 +268,31 @@ def test_the_table_alone_loads_only_the_stored_frames_that_changed(stack, batch,
     assert frames_only.success and table_digest(stack) == before  # the frame is stored, the table not yet loaded
     assert table_only() == [changed]
     assert stack.query("SELECT count(*) FROM {t} WHERE company_name = %s", (changed,)) == [(10,)]
+
+
+def test_the_company_list_is_recorded_from_the_listing_the_run_loads_from(stack, batch, instance, monkeypatch) -> None:
+    """top_companies is part of the batch step: a batch run lists the bucket once and records the list from that
+    listing; materialized alone, it reads the bucket and nothing else (no database)."""
+    result = execute_batch(instance=instance)
+    assert result.success
+    [listed] = instance.fetch_materializations(dg.AssetKey("top_companies"), limit=10).records
+    assert listed.run_id == result.run_id
+    metadata = listed.asset_materialization.metadata
+    loaded = instance.fetch_materializations(dg.AssetKey("company_stock_prices"), limit=1000).records
+    assert metadata["companies_matched"].value == len({r.partition_key for r in loaded})
+    assert metadata["missing"].value == [f"{sample.MISSING_COMPANY}.us.csv"]
+    check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [dg.AssetCheckKey(dg.AssetKey("top_companies"), "every_listed_company_has_a_file")]
+    )
+    assert [c.run_id for c in check.values()] == [result.run_id]
+
+    monkeypatch.setenv("STOCK_PLATFORM_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")  # unreachable
+    alone = (
+        defs()
+        .resolve_job_def("stock_batch_job")
+        .execute_in_process(instance=instance, asset_selection=[dg.AssetKey("top_companies")])
+    )
+    assert alone.success
+    [event] = alone.asset_materializations_for_node("load_stock_batch")
+    assert event.asset_key == dg.AssetKey("top_companies")
+    assert event.metadata["companies_matched"].value == metadata["companies_matched"].value
