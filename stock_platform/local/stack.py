@@ -355,8 +355,8 @@ def _database(database_url: str | None) -> Iterator[str]:
 
 
 # The local Dagster instance: SQLite storage under .local/ (the production instance is the repository's
-# dagster.yaml, on PostgreSQL), its event log kept open between writes (event_log.py). The sensor runs when the
-# daemon runs, as in production.
+# dagster.yaml, on PostgreSQL), its event log kept open between writes (stock_platform/event_log.py). The sensor
+# runs when the daemon runs, as in production.
 LOCAL_INSTANCE_YAML = """\
 # Written by `make run` / `make ui`: the local instance. Production uses the repository's dagster.yaml.
 telemetry:
@@ -369,7 +369,7 @@ run_coordinator:
       - key: stock_platform/target
         limit: 1
 event_log_storage:
-  module: stock_platform.local.event_log
+  module: stock_platform.event_log
   class: HeldSqliteEventLogStorage
   config:
     base_dir: {event_logs}

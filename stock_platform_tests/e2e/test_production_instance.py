@@ -62,7 +62,7 @@ def production_home(stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> P
 def test_production_instance_stores_runs_in_postgres_and_runs_the_sensor(stack, production_home: Path) -> None:
     with dg.DagsterInstance.from_config(str(production_home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        assert type(instance.event_log_storage).__name__ == "HeldPostgresEventLogStorage"
         assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
         assert instance.run_monitoring_enabled and instance.run_retries_enabled
@@ -82,3 +82,38 @@ def test_production_instance_stores_runs_in_postgres_and_runs_the_sensor(stack, 
         assert run.tags["stock_platform/target"] == "historical_stocks_data"  # the coordinator's limit key
         assert instance.get_dynamic_partitions("company")  # the sensor's partition requests landed in PG
     assert stack.query("SELECT count(DISTINCT company_name) FROM {t}")[0][0] > 0
+
+
+@dg.asset
+def numbers() -> dg.MaterializeResult:  # type: ignore[type-arg]
+    return dg.MaterializeResult(metadata={"count": 3})
+
+
+def test_the_event_log_holds_one_connection_and_replaces_one_the_server_dropped(stack, production_home: Path) -> None:
+    """stock_platform/event_log.py: a process writes its events on one held connection, not one per event, and a
+    connection the server dropped (a failover, an idle timeout) is replaced before it is used."""
+
+    def backends() -> list[int]:
+        with stack.connect() as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (os.environ["DAGSTER_PG_DB"],),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    with dg.DagsterInstance.from_config(str(production_home)) as instance:
+        assert type(instance.event_log_storage).__name__ == "HeldPostgresEventLogStorage"
+        assert dg.materialize([numbers], instance=instance).success
+        [held] = backends()  # the run's ~15 events, and only the event log's connection still open
+        for _ in range(20):
+            instance.report_runless_asset_event(dg.AssetMaterialization("numbers"))
+        assert backends() == [held]
+
+        with stack.connect() as conn:
+            conn.execute("SELECT pg_terminate_backend(%s)", (held,))
+        wait_until(lambda: held not in backends(), timeout=60, what="the server to drop the connection")
+        instance.report_runless_asset_event(dg.AssetMaterialization("numbers", metadata={"after": True}))
+        [replacement] = backends()
+        assert replacement != held
+        records = instance.fetch_materializations(dg.AssetKey("numbers"), limit=100).records
+        assert len(records) == 22 and records[0].asset_materialization.metadata["after"].value is True

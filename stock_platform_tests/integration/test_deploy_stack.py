@@ -609,7 +609,7 @@ def test_the_ecs_instance_loads_on_the_stack_and_speaks_only_tls(deployed: Deplo
     assert launcher.task_definition == deployed.outputs["RunTaskDefinitionArn"]
     assert launcher.container_name == "run"
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-    assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+    assert type(instance.event_log_storage).__name__ == "HeldPostgresEventLogStorage"
     assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
     queue = instance.run_coordinator.get_run_queue_config()
     assert queue.max_concurrent_runs == 4

@@ -1,4 +1,4 @@
-"""The local instance's event log (stock_platform/local/event_log.py) keeps its connections open between writes and
+"""The local instance's event log (stock_platform/event_log.py) keeps its connections open between writes and
 still behaves as Dagster's SQLite storage: what one process writes, another reads and sees live."""
 
 import time
@@ -8,7 +8,7 @@ import dagster as dg
 from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
 from dagster._core.storage.dagster_run import DagsterRun
 
-from stock_platform.local.event_log import OPEN_RUN_SHARDS, HeldSqliteEventLogStorage
+from stock_platform.event_log import OPEN_RUN_SHARDS, HeldSqliteEventLogStorage
 from stock_platform.local.stack import write_local_instance
 from stock_platform_tests.waiting import wait_until
 
