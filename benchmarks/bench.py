@@ -312,15 +312,6 @@ def main(argv: list[str] | None = None) -> int:
             for name, data in batch.files.items()
             if name.split(".")[0] in listed and (p := parse_stock_csv(data, name.split(".")[0])).rows_loaded
         ]
-        for _ in range(args.reps):
-            schema = new_schema(dsn, "floor")
-            try:
-                floors.append(run_floor(bucket, dsn, schema))
-                copies.append(bare_copy(dsn, schema, chunks))
-            finally:
-                drop_schema(dsn, schema)
-        print(f"floor: {[round(f['seconds'], 2) for f in floors]}", flush=True)
-
         schema = new_schema(dsn, "usual")
         try:
             usual = run_usual(bucket, database_url, schema, limit=args.usual_slice)
@@ -337,7 +328,18 @@ def main(argv: list[str] | None = None) -> int:
             projected = usual["seconds"]
         print(f"usual: {projected:.1f}s ({'extrapolated' if extrapolated else 'measured'})", flush=True)
 
-        runs = [measure_platform(bucket, database_url, dsn, work, "main", no_change=True) for _ in range(args.reps)]
+        # The floor, the bare COPY and the platform alternate, rep by rep, after the usual approach (whose ~1 M
+        # INSERTs leave PostgreSQL writing for a while): each ratio compares runs made under the same conditions.
+        runs = []
+        for _ in range(args.reps):
+            schema = new_schema(dsn, "floor")
+            try:
+                floors.append(run_floor(bucket, dsn, schema))
+                copies.append(bare_copy(dsn, schema, chunks))
+            finally:
+                drop_schema(dsn, schema)
+            runs.append(measure_platform(bucket, database_url, dsn, work, "main", no_change=True))
+        print(f"floor: {[round(f['seconds'], 2) for f in floors]}", flush=True)
         print(f"platform: {[round(r['full']['run_seconds'], 2) for r in runs]}", flush=True)
         profile = profile_run(bucket, database_url, dsn, work) if args.profile else None
         results["profile_top"] = profile.split("\n\n", 1)[0].splitlines()[1:] if profile else None
