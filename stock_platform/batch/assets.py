@@ -9,9 +9,9 @@ events. The four batch assets are one subsettable step (`load_stock_batch`):
   (spool.py: the run never holds every frame in memory), PUT from there and COPYed from there;
 - the step records a materialization only for the companies it processed (`skippable=True` plus explicit
   per-partition `AssetMaterialization`s of the frames; a partitioned output would record every partition of the
-  run), and one for the table when its transaction committed, listing the companies (an event costs 5-12 ms of
-  storage, a run has ~500 companies). Recording the frames takes a while, so the rest happens behind it in a
-  background thread: the load COPYs while the frames are PUT, commits as soon as every frame is stored
+  run), and one for the table when its transaction committed, listing the companies (each event is a write to
+  Dagster's storage, and a run has ~500 companies). Recording the frames takes seconds, so the rest happens behind
+  it in a background thread: the load COPYs while the frames are PUT, commits as soon as every frame is stored
   (not yet recorded), then the table's checks and the extract run;
 - a whole batch is one run (BackfillPolicy.single_run);
 - any failure raises `dg.Failure` carrying the run's summary: what was processed, what was committed (nothing,

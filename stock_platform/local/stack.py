@@ -378,8 +378,8 @@ event_log_storage:
 
 def local_instance_yaml(dagster_home: str | os.PathLike[str]) -> str:
     """The local instance's dagster.yaml for `dagster_home` (the event log's folder is where Dagster's default
-    SQLite storage keeps it)."""
-    return LOCAL_INSTANCE_YAML.format(event_logs=Path(dagster_home).resolve() / "history" / "runs")
+    SQLite storage keeps it; quoted as JSON, which YAML reads, so any path is one string)."""
+    return LOCAL_INSTANCE_YAML.format(event_logs=json.dumps(str(Path(dagster_home).resolve() / "history" / "runs")))
 
 
 def write_local_instance(dagster_home: str | os.PathLike[str]) -> Path:

@@ -125,3 +125,11 @@ def test_a_run_recorded_before_the_switch_reads_the_same(tmp_path: Path) -> None
         records = instance.fetch_materializations(dg.AssetKey("numbers"), limit=10).records
         assert {r.run_id for r in records} == {before, after}
         assert isinstance(instance.get_run_by_id(before), DagsterRun)
+
+
+def test_a_home_whose_path_yaml_would_misread_still_gets_its_event_log_there(tmp_path: Path) -> None:
+    home = tmp_path / "a: b #c"
+    write_local_instance(home)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert dg.materialize([numbers], instance=instance).success
+    assert list((home / "history" / "runs").glob("*.db"))
