@@ -23,13 +23,14 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from stock_platform.local.loopback import LoopbackServer
 from stock_platform.local.sample import company_csv
 
 FIRST_DAY = date(2015, 1, 1)
@@ -271,8 +272,7 @@ class FakeProvider:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
+        self.server = LoopbackServer((host, port), Handler)
         self.base_url = f"http://{host}:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, name="fake-price-provider", daemon=True)
         self._thread.start()

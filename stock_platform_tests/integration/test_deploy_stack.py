@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import boto3
@@ -42,6 +42,7 @@ from dagster._core.test_utils import create_run_for_test
 from moto.cloudformation.parsing import get_model_map
 from sqlalchemy.engine import make_url
 
+from stock_platform.local.loopback import LoopbackServer
 from stock_platform.local.stack import FAKE_AWS_ENV, PROJECT_ROOT
 from stock_platform_tests.waiting import wait_until
 
@@ -651,7 +652,7 @@ def task_metadata_endpoint(cluster: str, task_arn: str) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Metadata)
+    server = LoopbackServer(("127.0.0.1", 0), Metadata)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
