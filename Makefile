@@ -52,7 +52,9 @@ lint: $(STAMP)
 
 ## Lint, then unit and integration tests (moto's HTTP server, embedded PostgreSQL, the real Dagster daemon, Chromium).
 test: $(STAMP) browser lint
-	$(BIN)/python -m pytest
+	@# A crash of the test process, even after pytest's own report (a thread at interpreter exit), prints every
+	@# thread's stack.
+	PYTHONFAULTHANDLER=1 $(BIN)/python -m pytest
 
 ## Only the Dagster-free unit tests (seconds).
 test-unit: $(STAMP)

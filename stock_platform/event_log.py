@@ -99,8 +99,8 @@ class HeldSqliteEventLogStorage(SqliteEventLogStorage):
         super().wipe()
 
     def dispose(self) -> None:
+        super().dispose()  # first: stops the file watch, whose thread reads through `_connect`
         self._close_engines()
-        super().dispose()
 
 
 # Connections of a process beyond the one held, while several threads write at once; closed when returned.

@@ -106,7 +106,9 @@ def test_wipe_closes_the_run_shards_it_deletes(tmp_path: Path) -> None:
         storage.store_event(materialization(RUN, "after"))  # a new shard, not the deleted file's connection
         assert partitions_of(storage, RUN) == ["after"]
         assert (tmp_path / "runs" / f"{RUN}.db").exists()
-        assert partitions_of(HeldSqliteEventLogStorage(str(tmp_path / "runs")), RUN) == ["after"]
+        reader = HeldSqliteEventLogStorage(str(tmp_path / "runs"))
+        assert partitions_of(reader, RUN) == ["after"]
+        reader.dispose()
     finally:
         storage.dispose()
 
