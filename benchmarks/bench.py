@@ -27,12 +27,12 @@ import psycopg
 
 from benchmarks.children import run_child
 from benchmarks.downloads import measure_downloads
-from benchmarks.floor import bare_copy, run_floor
+from benchmarks.floor import bare_copy, prices_to_csv, run_floor
 from benchmarks.latency import measure_latency
 from benchmarks.quotes import measure_quotes
 from benchmarks.usual import run_usual
 from stock_platform.batch.partitions import COMPANY_PARTITIONS
-from stock_platform.batch.transforms import parse_stock_csv, prices_to_csv
+from stock_platform.batch.transforms import parse_stock_csv
 from stock_platform.local import sample
 from stock_platform.local.stack import LOCAL_DIR, ephemeral_stack, write_local_instance
 from stock_platform.resources.postgres import PostgresResource

@@ -12,11 +12,22 @@ from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import psycopg
+import pyarrow as pa
+import pyarrow.csv as pacsv
 from botocore.config import Config
 
 from stock_platform.batch.schema import COLUMN_NAMES, create_table_sql
 from stock_platform.batch.selection import parse_company_list, resolve_selection
-from stock_platform.batch.transforms import parse_stock_csv, prices_to_csv, rejects_to_csv
+from stock_platform.batch.transforms import MEMORY_POOL, parse_stock_csv, rejects_to_csv
+
+
+def prices_to_csv(prices: pa.Table) -> bytes:
+    """Rows in table column order, as COPY ... (FORMAT csv) reads them: what the floor (and the bare COPY) send.
+    (The platform sends binary COPY, batch/pgbinary.py.)"""
+    sink = io.BytesIO()
+    options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
+    pacsv.write_csv(prices, sink, options, memory_pool=MEMORY_POOL)
+    return sink.getvalue()
 
 
 def run_floor(bucket: str, dsn: str, schema: str, table: str = "historical_stocks_data", threads: int = 16) -> dict:

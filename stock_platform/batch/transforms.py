@@ -186,14 +186,6 @@ def rejects_to_csv(rejects: pa.Table) -> bytes:
     return sink.getvalue()
 
 
-def prices_to_csv(prices: pa.Table, include_header: bool = False) -> bytes:
-    """Rows in table column order, the format PostgreSQL COPY ... (FORMAT csv) reads."""
-    sink = io.BytesIO()
-    options = pacsv.WriteOptions(include_header=include_header, quoting_style="needed")
-    pacsv.write_csv(prices, sink, options, memory_pool=MEMORY_POOL)
-    return sink.getvalue()
-
-
 def _empty(company: str, reason: str) -> ParsedFile:
     return ParsedFile(company, "empty", empty_prices(), empty_rejects(), 0, 0, reason)
 
