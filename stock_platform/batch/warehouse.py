@@ -173,9 +173,9 @@ def replace_companies(
     Companies not in `frames` are never touched. On any error the transaction rolls back and the table is as it
     was; `before_commit` runs last inside the transaction, so the load can wait there for work that must be done
     before the commit (an error it raises rolls the load back). When none of the companies has rows yet the
-    frames are COPYed straight into the table (the fastest load PostgreSQL has); otherwise they are COPYed into a
-    temporary table and merged, writing only rows that differ, so reloading unchanged data leaves no dead tuples
-    behind.
+    frames are COPYed straight into the table (the fastest load PostgreSQL has; into an empty table, with its
+    primary key built afterwards: `_copy_into_empty`); otherwise they are COPYed into a temporary table and merged,
+    writing only rows that differ, so reloading unchanged data leaves no dead tuples behind.
     """
     companies = sorted(frames)
     with conn.transaction():
@@ -187,7 +187,7 @@ def replace_companies(
         if row is not None and row[0]:
             loaded, (inserted, updated, deleted) = _merge(conn, target, companies, frames)
         else:
-            loaded = _copy_in(conn, target.data, frames, companies)
+            loaded = _copy_into_empty(conn, target, frames, companies) or _copy_in(conn, target.data, frames, companies)
             inserted, updated, deleted = sum(entry.rows for entry in loaded), 0, 0
         _record_loads(conn, target, loaded, run_id)
         version = _bump_version(conn, target, run_id)
@@ -201,6 +201,50 @@ def replace_companies(
         rows_unchanged=sum(entry.rows for entry in loaded) - inserted - updated,
         version=version,
     )
+
+
+# How long the load of an empty table waits for the table's exclusive lock (held by any open transaction that
+# read the table) before it loads with the primary key in place instead.
+EMPTY_TABLE_LOCK_TIMEOUT = "2s"
+
+
+def _copy_into_empty(
+    conn: psycopg.Connection[Any], target: Target, frames: Mapping[str, pa.Table], companies: list[str]
+) -> list[_Loaded] | None:
+    """Into an empty table: drop the primary key, COPY, and build the key again from the loaded rows, all in the
+    load's transaction. None, having changed nothing, when the table holds rows, has no primary key, or its key
+    cannot be dropped now (a lock held past `EMPTY_TABLE_LOCK_TIMEOUT`, another table's foreign key).
+
+    Why: maintaining the key row by row was most of a first load's database time (1.1 M rows alone: COPY 2.2 s
+    with the key, 0.6 s without it and 0.5 s to build it), and building an index once from all its rows is the
+    bulk-load practice PostgreSQL documents ("Populating a Database"). Dropping the key takes the table's exclusive
+    lock until the commit: readers of the table wait for the load instead of reading it empty, which only an
+    empty table can afford; a table with rows keeps its key. The key comes back under its own name and definition,
+    as the catalog gives them, and any failure rolls the whole load back, key included.
+    """
+    row = conn.execute(
+        sql.SQL(
+            "SELECT NOT EXISTS (SELECT 1 FROM {t}), c.conname::text, pg_get_constraintdef(c.oid), "
+            "current_setting('lock_timeout') FROM pg_constraint AS c WHERE c.conrelid = to_regclass(%s) "
+            "AND c.contype = 'p'"
+        ).format(t=target.data),
+        (target.data.as_string(conn),),
+    ).fetchone()
+    if row is None or not row[0]:
+        return None
+    _, name, definition, lock_timeout = row
+    try:
+        with conn.transaction():  # a savepoint: the load goes on with the key in place if it cannot be dropped
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (EMPTY_TABLE_LOCK_TIMEOUT,))
+            conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(target.data, sql.Identifier(name)))
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (lock_timeout,))
+    except (psycopg.errors.LockNotAvailable, psycopg.errors.DependentObjectsStillExist):
+        return None
+    loaded = _copy_in(conn, target.data, frames, companies)
+    conn.execute(
+        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(target.data, sql.Identifier(name), sql.SQL(definition))
+    )
+    return loaded
 
 
 def _merge(

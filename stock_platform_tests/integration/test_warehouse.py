@@ -162,3 +162,70 @@ def test_rows_arrive_exactly_through_binary_copy_nulls_and_all(stack, target) ->
         ).to_pylist()
     # -0.0 == 0.0 in Python: its sign bit must have arrived too.
     assert stack.query("SELECT text(low_value) FROM {t} WHERE stock_date = '1962-01-02'") == [("-0",)]
+
+
+def _key(stack) -> tuple:
+    """The data table's primary key: name, definition, and the OID of its index (a rebuilt key has a new one)."""
+    [key] = stack.query(
+        "SELECT conname::text, pg_get_constraintdef(oid), conindid FROM pg_constraint "
+        "WHERE conrelid = to_regclass(%s) AND contype = 'p'",
+        (f'"{stack.schema}"."{stack.table}"',),
+    )
+    return key
+
+
+def test_the_first_load_builds_the_key_once_and_keeps_its_name_and_definition(stack, target) -> None:
+    postgres, t = target
+    name, definition, index = _key(stack)
+    with postgres.connect() as conn:
+        first = warehouse.replace_companies(conn, t, {c: frame(c, [10.5, 11.0]) for c in ("aapl", "ge")}, "r1")
+    assert first.rows_inserted == 4
+    rebuilt = _key(stack)
+    assert rebuilt[:2] == (name, definition) and rebuilt[2] != index  # built from the loaded rows
+    with pytest.raises(psycopg.errors.UniqueViolation), stack.connect() as conn:
+        conn.execute("INSERT INTO {t} SELECT * FROM {t} LIMIT 1".format(t=f'"{stack.schema}"."{t.table}"'))
+    # A table with rows keeps its key (and its readers) while new companies are COPYed in.
+    with postgres.connect() as conn:
+        warehouse.replace_companies(conn, t, {"msft": frame("msft", [10.5])}, "r2")
+    assert _key(stack) == rebuilt
+    assert stack.query("SELECT count(*) FROM {t}") == [(5,)]
+
+
+def test_a_failed_first_load_leaves_the_table_empty_with_its_key(stack, target) -> None:
+    postgres, t = target
+    key = _key(stack)
+    twice = pa.concat_tables([frame("aapl", [10.5]), frame("aapl", [10.5])])  # one key twice: the key refuses it
+    with postgres.connect() as conn, pytest.raises(psycopg.errors.UniqueViolation):
+        warehouse.replace_companies(conn, t, {"aapl": twice, "ge": frame("ge", [1.0])}, "r1")
+    assert _key(stack) == key
+    assert stack.query("SELECT count(*) FROM {t}") == [(0,)]
+    with postgres.connect() as conn:
+        assert warehouse.loaded_etags(conn, t) == {} and warehouse.table_version(conn, t) == 0
+
+
+def test_the_first_load_keeps_the_key_when_a_reader_holds_the_table(stack, target, monkeypatch) -> None:
+    postgres, t = target
+    monkeypatch.setattr(warehouse, "EMPTY_TABLE_LOCK_TIMEOUT", "100ms")
+    key = _key(stack)
+    # An open transaction that read the table holds it until it ends.
+    with stack.connect() as reader, reader.transaction():
+        reader.execute("SELECT count(*) FROM {t}".format(t=f'"{stack.schema}"."{t.table}"'))
+        with postgres.connect() as conn:
+            commit = warehouse.replace_companies(conn, t, {"aapl": frame("aapl", [10.5, 11.0])}, "r1")
+    assert commit.rows_inserted == 2 and _key(stack) == key  # loaded with the key in place, without waiting
+    with postgres.connect() as conn:
+        assert conn.execute("SHOW lock_timeout").fetchone() == ("0",)  # the session's own setting, unchanged
+
+
+def test_the_first_load_keeps_a_key_another_table_refers_to(stack, target) -> None:
+    postgres, t = target
+    data = f'"{stack.schema}"."{t.table}"'
+    with stack.connect() as conn:
+        conn.execute(
+            f'CREATE TABLE "{stack.schema}".notes (company_name text, stock_date date, '
+            f"FOREIGN KEY (company_name, stock_date) REFERENCES {data})"
+        )
+    key = _key(stack)
+    with postgres.connect() as conn:
+        commit = warehouse.replace_companies(conn, t, {"aapl": frame("aapl", [10.5])}, "r1")
+    assert commit.rows_inserted == 1 and _key(stack) == key
