@@ -46,7 +46,11 @@ def profiled(path: str, call: Callable[[], T]) -> T:
         session = profiler.stop()
         flat = ConsoleRenderer(unicode=False, color=False, flat=True, show_all=True).render(session)
         tree = ConsoleRenderer(unicode=False, color=False).render(session)
-        entries = [line for line in flat.splitlines() if line[:1].isdigit()][:PROFILE_TOP]
+        # pyinstrument's flat listing sums by frame identifier, and every function's "[self]" part (its own time
+        # beside its callees') has the same one: that row is the total of them all, shown under the file of
+        # whichever it met last (a batch run's report named stock_platform/downloads/assets.py). Not one place.
+        rows = [line for line in flat.splitlines() if line[:1].isdigit() and " [self] " not in f" {line} "]
+        entries = rows[:PROFILE_TOP]
         text = "Top functions (own time, s):\n" + "\n".join(entries) + "\n\nCall tree:\n" + tree
         Path(path).write_text(text.replace(f"{Path.cwd()}/", ""))  # paths relative to the checkout
 
