@@ -110,7 +110,8 @@ def compact_day(bucket: S3Bucket, prefix: str, day: date) -> Compacted:
     """Rewrite each ticker of `day` into one de-duplicated file, then delete the parts it replaced.
 
     The compacted file is written before the parts go, so a reader never misses a quote (it may see one twice
-    for a moment). Parts written while this runs are not in the listing, so they are kept for the next pass.
+    for a moment). Parts written while this runs are not in the listing, so they are kept for the next pass. A
+    ticker already compacted is read for the counts and left as it is.
     """
     by_ticker: dict[str, list[str]] = {}
     for obj in bucket.list_objects(day_prefix(prefix, day)):
@@ -122,7 +123,8 @@ def compact_day(bucket: S3Bucket, prefix: str, day: date) -> Compacted:
         tables = [pq.read_table(io.BytesIO(bucket.get_bytes(k))) for k in keys]
         compacted = compact_table(tables)
         target = f"{day_prefix(prefix, day)}ticker={ticker}/{COMPACTED_NAME}"
-        bucket.put_bytes(target, to_parquet(compacted))
+        if keys != [target]:  # a ticker with only its compacted file is counted, not written again
+            bucket.put_bytes(target, to_parquet(compacted))
         for key in keys:
             if key != target:
                 bucket.get_client().delete_object(Bucket=bucket.bucket, Key=key)
