@@ -76,8 +76,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 "provider": os.environ.get(PROVIDER, Provider.YAHOO.value),
                 "tickers": len(result.outcomes),
                 **{f"tickers_{status}": n for status, n in counts.items()},
-                "rows_new": sum(len(o.new_dates) for o in result.outcomes),
-                "rows_corrected": sum(len(o.corrected_dates) for o in result.outcomes),
+                "rows_new": result.rows_new,
+                "rows_corrected": result.rows_corrected,
                 "marker": result.marker_key,
             }
         )

@@ -55,15 +55,12 @@ def status_counts(result: DownloadResult) -> dict[str, int]:
 def report_lines(result: DownloadResult, source: str, marker_uri: str | None) -> list[str]:
     """The lines the run's <prefix>_Pipeline_Success|Failure message carries."""
     counts = status_counts(result)
-    new = sum(len(o.new_dates) for o in result.outcomes)
-    corrected = sum(len(o.corrected_dates) for o in result.outcomes)
-    rejected = sum(o.rows_rejected for o in result.outcomes)
     lines = [
         f"Daily price download of {span(result.days)} from {source}: {len(result.outcomes)} tickers, "
         f"{result.requests} requests.",
-        f"Downloaded {counts['downloaded']} (rows new {new}, corrected {corrected}), "
+        f"Downloaded {counts['downloaded']} (rows new {result.rows_new}, corrected {result.rows_corrected}), "
         f"unchanged {counts['unchanged']}, unavailable {counts['unavailable']}, rejected {counts['rejected']}; "
-        f"rows rejected by the row rules: {rejected}.",
+        f"rows rejected by the row rules: {result.rows_rejected}.",
     ]
     if result.changed:
         lines.append(f"Changed in Stocks/: {capped(result.changed)}")

@@ -90,6 +90,22 @@ class DownloadResult:
     def all_failed(self) -> bool:
         return bool(self.outcomes) and all(o.failed for o in self.outcomes)
 
+    @property
+    def rows_new(self) -> int:
+        return sum(len(o.new_dates) for o in self.outcomes)
+
+    @property
+    def rows_corrected(self) -> int:
+        return sum(len(o.corrected_dates) for o in self.outcomes)
+
+    @property
+    def rows_rejected(self) -> int:
+        return sum(o.rows_rejected for o in self.outcomes)
+
+    @property
+    def raw_objects_written(self) -> int:
+        return sum(o.raw_written for o in self.outcomes)
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
