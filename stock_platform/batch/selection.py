@@ -25,6 +25,12 @@ def company_of(file_name: str) -> str:
     return file_name.split(".", 1)[0].lower()
 
 
+def listed_companies(entries: Iterable[str]) -> tuple[str, ...]:
+    """The companies list entries name, in the list's order, once each (`AAPL.us.txt`, `aapl` -> `aapl`); an
+    entry with no name before its first dot names none."""
+    return tuple(dict.fromkeys(company for entry in entries if (company := company_of(entry.strip()))))
+
+
 def is_valid_company(company: str) -> bool:
     return bool(_COMPANY.match(company))
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from stock_platform.batch.selection import company_of, is_valid_company
+from stock_platform.batch.selection import is_valid_company, listed_companies
 from stock_platform.batch.sources import decode_company_list
 from stock_platform.downloads.landing import ConflictError, Landing, write_marker
 from stock_platform.downloads.prices import MergeError, kaggle_csv, normalise
@@ -138,10 +138,7 @@ def watchlist(configured: Iterable[str] | None, company_list: Callable[[], tuple
     else:
         data, uri = company_list()
         entries = decode_company_list(data, uri)
-    seen: dict[str, None] = {}
-    for entry in entries:
-        seen.setdefault(company_of(entry.strip()), None)
-    return tuple(t for t in seen if t)
+    return listed_companies(entries)
 
 
 def run_download(

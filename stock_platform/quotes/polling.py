@@ -6,13 +6,13 @@ offers, so tests use a fake and this module never imports the real source.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from stock_platform.batch.selection import company_of
+from stock_platform.batch.selection import listed_companies
 from stock_platform.batch.sources import decode_company_list
 from stock_platform.quotes.model import Quote, QuoteError, normalize_ticker, parse_price, parse_source, parse_volume
 from stock_platform.resources.s3 import SourceBucket
@@ -71,26 +71,28 @@ def poll(source: PriceSource, tickers: Sequence[str]) -> Polled:
     return Polled(quotes, errors)
 
 
-def parse_watchlist(text: str, from_file_names: bool = False) -> list[str]:
-    """Tickers in order, once each, from a comma-separated list (`AAPL, BRK.B`) or, `from_file_names`, from
-    company-list entries named like the batch's files (`'aapl.us.txt'` -> `AAPL`). Unusable entries are skipped."""
+def tickers_of(names: Iterable[str]) -> list[str]:
+    """Tickers in order, once each; unusable names are skipped (the batch reports an unusable list entry)."""
     tickers: list[str] = []
-    for raw in text.replace("\n", ",").split(","):
-        entry = raw.strip().strip("'\"").strip()
-        if not entry:
-            continue
+    for name in names:
         try:
-            ticker = normalize_ticker(company_of(entry) if from_file_names else entry)
+            ticker = normalize_ticker(name)
         except QuoteError:
-            continue  # the batch reports an unusable list entry; polling just skips it
+            continue
         if ticker not in tickers:
             tickers.append(ticker)
     return tickers
 
 
+def parse_watchlist(text: str) -> list[str]:
+    """The tickers of a comma-separated list (`AAPL, BRK.B`), in order, once each."""
+    return tickers_of(e for raw in text.replace("\n", ",").split(",") if (e := raw.strip().strip("'\"").strip()))
+
+
 def watchlist(bucket: SourceBucket, configured: str) -> list[str]:
-    """The configured tickers, or the tickers of the batch's company list (CompanyNames/top_companies.txt)."""
+    """The configured tickers, or the tickers of the companies the batch's company list names
+    (CompanyNames/top_companies.txt: `'aapl.us.txt'` -> `AAPL`)."""
     if configured.strip():
         return parse_watchlist(configured)
     entries = decode_company_list(bucket.get_bytes(bucket.company_list_key), bucket.uri(bucket.company_list_key))
-    return parse_watchlist(",".join(entries), from_file_names=True)
+    return tickers_of(listed_companies(entries))

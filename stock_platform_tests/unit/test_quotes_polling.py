@@ -6,7 +6,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from stock_platform.quotes.polling import in_market_hours, parse_watchlist, poll, quote_of
+from stock_platform.batch.selection import listed_companies
+from stock_platform.batch.sources import decode_company_list
+from stock_platform.quotes.polling import in_market_hours, parse_watchlist, poll, quote_of, tickers_of
 from stock_platform.resources.price_source import LatestPrice, PriceUnavailableError
 
 NY = "America/New_York"
@@ -25,8 +27,8 @@ class FakeSource:
 
 def test_the_watchlist_reads_tickers_or_company_list_entries() -> None:
     assert parse_watchlist("aapl, BRK.B,\nmsft, AAPL, ../x") == ["AAPL", "BRK.B", "MSFT"]
-    entries = "'aapl.us.csv', 'MSFT.us.txt',\n\"ge\", aapl.us.txt, ../x"
-    assert parse_watchlist(entries, from_file_names=True) == ["AAPL", "MSFT", "GE"]
+    entries = decode_company_list(b"'aapl.us.csv', 'MSFT.us.txt',\n\"ge\", aapl.us.txt, ../x, 'b@d'", "s3://b/list")
+    assert tickers_of(listed_companies(entries)) == ["AAPL", "MSFT", "GE"]
 
 
 @pytest.mark.parametrize(

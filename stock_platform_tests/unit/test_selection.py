@@ -3,7 +3,13 @@
 import pytest
 
 from stock_platform.batch.partitions import company_partition_requests
-from stock_platform.batch.selection import company_of, is_valid_company, parse_company_list, resolve_selection
+from stock_platform.batch.selection import (
+    company_of,
+    is_valid_company,
+    listed_companies,
+    parse_company_list,
+    resolve_selection,
+)
 
 
 @pytest.mark.parametrize(
@@ -87,3 +93,8 @@ def test_partition_requests_add_new_and_delete_dropped_companies() -> None:
         ("DeleteDynamicPartitionsRequest", ["old"]),
     ]
     assert company_partition_requests(selection, existing=["aapl", "msft"]) == []
+
+
+def test_listed_companies_are_the_entries_companies_in_order_once_each() -> None:
+    entries = ["MSFT.us.txt", " aapl ", "msft", ".hidden", "AAPL.us.csv", "brk-b.us.txt"]
+    assert listed_companies(entries) == ("msft", "aapl", "brk-b")
