@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 
 from stock_platform.downloads.fetching import PriceClient
-from stock_platform.downloads.providers import DEFAULT_BASE_URLS, Provider
 from stock_platform.resources.price_source import PriceSource
-from stock_platform.settings import flag, optional_env, optional_int_env
+from stock_platform.settings import flag, optional_env
 
 PROVIDER = "STOCK_PLATFORM_PRICE_PROVIDER"
 BASE_URL = "STOCK_PLATFORM_PRICE_BASE_URL"
@@ -80,23 +80,32 @@ class DownloadSettings:
 
     def price_source(self) -> PriceSource:
         return PriceSource(
-            **optional_env(provider=PROVIDER, base_url=BASE_URL, api_key=API_KEY),
-            **optional_int_env(max_attempts=MAX_ATTEMPTS),
+            **optional_env(**_NAMED),
             # Not secrets, and pydantic floats have no dg.EnvVar form: read as values when the location loads.
-            requests_per_second=float(os.environ.get(REQUESTS_PER_SECOND, "2")),
-            timeout_seconds=float(os.environ.get(TIMEOUT_SECONDS, "20")),
+            **_tuning(os.environ),
         )
 
 
+# The price source's provider fields and their variables. The definitions bind them through dg.EnvVar, so the API
+# key never appears in a run's config; the Lambda reads them from its environment.
+_NAMED = {"provider": PROVIDER, "base_url": BASE_URL, "api_key": API_KEY}
+
+# The price source's rate and retry fields and their variables; a field whose variable is unset keeps the
+# resource's default.
+_TUNING: dict[str, tuple[str, type[float] | type[int]]] = {
+    "requests_per_second": (REQUESTS_PER_SECOND, float),
+    "max_attempts": (MAX_ATTEMPTS, int),
+    "timeout_seconds": (TIMEOUT_SECONDS, float),
+}
+
+
+def _tuning(env: Mapping[str, str]) -> dict[str, Any]:
+    return {field: kind(env[name]) for field, (name, kind) in _TUNING.items() if env.get(name, "").strip()}
+
+
 def price_client_from_environment(env: Mapping[str, str] | None = None) -> PriceClient:
-    """The same client the resource builds, from a process's environment (the AWS Lambda's)."""
+    """The client the resource builds, from a process's environment (the AWS Lambda's): the same fields, the
+    same defaults and checks."""
     env = os.environ if env is None else env
-    provider = Provider(env.get(PROVIDER, Provider.YAHOO.value).strip().lower())
-    return PriceClient(
-        provider=provider,
-        base_url=env.get(BASE_URL) or DEFAULT_BASE_URLS[provider],
-        api_key=env.get(API_KEY) or None,
-        requests_per_second=float(env.get(REQUESTS_PER_SECOND, "2")),
-        max_attempts=int(env.get(MAX_ATTEMPTS, "4")),
-        timeout_seconds=float(env.get(TIMEOUT_SECONDS, "20")),
-    )
+    named: dict[str, Any] = {field: env[name] for field, name in _NAMED.items() if env.get(name, "").strip()}
+    return PriceSource(**named, **_tuning(env)).client()

@@ -12,9 +12,10 @@ from stock_platform.downloads import checks
 from stock_platform.downloads.assets import DAILY_DOWNLOAD_JOB, DAILY_DOWNLOAD_SCHEDULE, trading_day_partitions
 from stock_platform.downloads.definitions import build_download_defs
 from stock_platform.downloads.keys import DAILY_STOCK_PRICES
+from stock_platform.downloads.providers import Provider
 from stock_platform.downloads.report import per_day, report_lines
 from stock_platform.downloads.run import DownloadResult, TickerOutcome, TickerStatus, watchlist
-from stock_platform.downloads.settings import DownloadSettings, parse_tickers
+from stock_platform.downloads.settings import DownloadSettings, parse_tickers, price_client_from_environment
 from stock_platform.local.stack import PROJECT_ROOT
 from stock_platform.resources.s3 import MonitoredBucket, SourceBucket
 from stock_platform.settings import Settings
@@ -165,3 +166,26 @@ def test_the_lambda_image_runs_the_handler_that_exists() -> None:
     [cmd] = [json.loads(line.split(" ", 1)[1]) for line in dockerfile.splitlines() if line.startswith("CMD ")]
     module, _, name = cmd[0].rpartition(".")
     assert callable(getattr(importlib.import_module(module), name))
+
+
+def test_the_lambda_s_client_and_the_resource_read_the_same_variables_and_defaults(monkeypatch) -> None:
+    env = {
+        "STOCK_PLATFORM_PRICE_PROVIDER": " Stooq ",
+        "STOCK_PLATFORM_PRICE_BASE_URL": "http://127.0.0.1:9",
+        "STOCK_PLATFORM_PRICE_API_KEY": "k",
+        "STOCK_PLATFORM_PRICE_REQUESTS_PER_SECOND": "200",
+        "STOCK_PLATFORM_PRICE_MAX_ATTEMPTS": "2",
+        "STOCK_PLATFORM_PRICE_TIMEOUT_SECONDS": "",  # set but empty: the default
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with dg.build_resources({"price_source": DownloadSettings.from_environment().price_source()}) as resources:
+        from_resource = resources.price_source.client()
+    from_env = price_client_from_environment(env)
+    fields = ("provider", "base_url", "api_key", "requests_per_second", "max_attempts", "timeout_seconds")
+    assert [getattr(from_env, f) for f in fields] == [getattr(from_resource, f) for f in fields]
+    assert [getattr(from_env, f) for f in fields] == [Provider.STOOQ, "http://127.0.0.1:9", "k", 200.0, 2, 20.0]
+    defaults = price_client_from_environment({})
+    assert (defaults.provider, defaults.requests_per_second, defaults.max_attempts) == (Provider.YAHOO, 2.0, 4)
+    with pytest.raises(ValueError, match="Unknown price provider"):
+        price_client_from_environment({"STOCK_PLATFORM_PRICE_PROVIDER": "nasdaq"})
