@@ -181,13 +181,18 @@ def replace_companies(
     with conn.transaction():
         _lock(conn, target)
         row = conn.execute(
-            sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE company_name = ANY(%s))").format(target.data),
+            sql.SQL(
+                "SELECT EXISTS (SELECT 1 FROM {t} WHERE company_name = ANY(%s)), NOT EXISTS (SELECT 1 FROM {t})"
+            ).format(t=target.data),
             (companies,),
         ).fetchone()
-        if row is not None and row[0]:
+        assert row is not None
+        has_rows, empty = row
+        if has_rows:
             loaded, (inserted, updated, deleted) = _merge(conn, target, companies, frames)
         else:
-            loaded = _copy_into_empty(conn, target, frames, companies) or _copy_in(conn, target.data, frames, companies)
+            bulk = _copy_into_empty(conn, target, frames, companies) if empty else None
+            loaded = bulk if bulk is not None else _copy_in(conn, target.data, frames, companies)
             inserted, updated, deleted = sum(entry.rows for entry in loaded), 0, 0
         _record_loads(conn, target, loaded, run_id)
         version = _bump_version(conn, target, run_id)
@@ -211,9 +216,9 @@ EMPTY_TABLE_LOCK_TIMEOUT = "2s"
 def _copy_into_empty(
     conn: psycopg.Connection[Any], target: Target, frames: Mapping[str, pa.Table], companies: list[str]
 ) -> list[_Loaded] | None:
-    """Into an empty table: drop the primary key, COPY, and build the key again from the loaded rows, all in the
-    load's transaction. None, having changed nothing, when the table holds rows, has no primary key, or its key
-    cannot be dropped now (a lock held past `EMPTY_TABLE_LOCK_TIMEOUT`, another table's foreign key).
+    """Into an empty table (the caller knows it is): drop the primary key, COPY, and build the key again from the
+    loaded rows, all in the load's transaction. None, having changed nothing, when the table has no primary key or
+    its key cannot be dropped now (a lock held past `EMPTY_TABLE_LOCK_TIMEOUT`, another table's foreign key).
 
     Why: maintaining the key row by row was most of a first load's database time (1.1 M rows alone: COPY 2.2 s
     with the key, 0.6 s without it and 0.5 s to build it), and building an index once from all its rows is the
@@ -222,17 +227,14 @@ def _copy_into_empty(
     empty table can afford; a table with rows keeps its key. The key comes back under its own name and definition,
     as the catalog gives them, and any failure rolls the whole load back, key included.
     """
-    row = conn.execute(
-        sql.SQL(
-            "SELECT NOT EXISTS (SELECT 1 FROM {t}), c.conname::text, pg_get_constraintdef(c.oid), "
-            "current_setting('lock_timeout') FROM pg_constraint AS c WHERE c.conrelid = to_regclass(%s) "
-            "AND c.contype = 'p'"
-        ).format(t=target.data),
+    key = conn.execute(
+        "SELECT conname::text, pg_get_constraintdef(oid), current_setting('lock_timeout') FROM pg_constraint "
+        "WHERE conrelid = to_regclass(%s) AND contype = 'p'",
         (target.data.as_string(conn),),
     ).fetchone()
-    if row is None or not row[0]:
+    if key is None:
         return None
-    _, name, definition, lock_timeout = row
+    name, definition, lock_timeout = key
     try:
         with conn.transaction():  # a savepoint: the load goes on with the key in place if it cannot be dropped
             conn.execute("SELECT set_config('lock_timeout', %s, true)", (EMPTY_TABLE_LOCK_TIMEOUT,))
