@@ -107,5 +107,5 @@ def price_client_from_environment(env: Mapping[str, str] | None = None) -> Price
     """The client the resource builds, from a process's environment (the AWS Lambda's): the same fields, the
     same defaults and checks."""
     env = os.environ if env is None else env
-    named: dict[str, Any] = {field: env[name] for field, name in _NAMED.items() if env.get(name, "").strip()}
+    named: dict[str, Any] = {field: env[name] for field, name in _NAMED.items() if name in env}  # as optional_env
     return PriceSource(**named, **_tuning(env)).client()
