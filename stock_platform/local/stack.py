@@ -76,7 +76,8 @@ def _signal_group(pgid: int, signum: int) -> None:
 
 
 def start_moto(port: int | None = None, log_path: Path | None = None, timeout: float = 120.0) -> MotoServer:
-    """Start moto in server mode (real HTTP, the same wire protocol boto3 speaks to AWS).
+    """Start moto in server mode (real HTTP, the same wire protocol boto3 speaks to AWS), on connections that stay
+    open between requests as S3's do (moto_http.py).
 
     Its own session keeps a terminal's Ctrl-C away from it, so it is still serving while the process that
     started it cleans up, and `MotoServer.stop` can take the whole group down. `timeout` only bounds a hang.
@@ -84,7 +85,7 @@ def start_moto(port: int | None = None, log_path: Path | None = None, timeout: f
     port = port or free_port()
     with open(log_path, "ab") if log_path else open(os.devnull, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", "stock_platform.local.moto_http", "--host", "127.0.0.1", "--port", str(port)],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
