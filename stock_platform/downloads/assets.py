@@ -7,12 +7,14 @@ A run fails (dg.Failure, carrying the report) only when no ticker got prices: th
 failing is a success with the `daily_stock_prices_tickers_are_available` check failing (WARN, then ERROR).
 """
 
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 from pydantic import Field
 
+from stock_platform import trading_days
 from stock_platform.downloads import checks
 from stock_platform.downloads.keys import DAILY_STOCK_PRICES
 from stock_platform.downloads.landing import Landing
@@ -36,14 +38,20 @@ class DownloadConfig(dg.Config):
 
 
 def trading_day_partitions(settings: DownloadSettings) -> dg.TimeWindowPartitionsDefinition:
-    # One window per weekday (Friday's runs to Monday); end_offset=1 makes today's partition exist during the day,
-    # so the 18:30 schedule downloads the session that has just closed.
+    # One window per trading day (Friday's runs to Monday); end_offset=1 makes today's partition exist during the
+    # day, so the 18:30 schedule downloads the session that has just closed. The exchange's closures are left out:
+    # a day without prices is nothing to download, to backfill, or to count against a ticker. They are listed up
+    # to the end of next year; the code location is reloaded long before that (every deploy, every restart).
+    zone = ZoneInfo(settings.timezone)
+    first = date.fromisoformat(settings.start_date)
+    closed = trading_days.closures(first, date(datetime.now(zone).year + 1, 12, 31), settings.closed_days)
     return dg.TimeWindowPartitionsDefinition(
         cron_schedule="0 0 * * 1-5",
         fmt="%Y-%m-%d",
         start=settings.start_date,
         timezone=settings.timezone,
         end_offset=1,
+        exclusions=[datetime(d.year, d.month, d.day, tzinfo=zone) for d in closed] or None,
     )
 
 
@@ -215,12 +223,14 @@ def build_download_schedule(job: Any, settings: DownloadSettings) -> dg.Schedule
         cron_schedule=settings.schedule_cron,
         execution_timezone=settings.timezone,
         default_status=settings.schedule_status,
-        description="Downloads the trading day that has just closed (default 18:30 America/New_York, weekdays).",
+        description="Downloads the trading day that has just closed (default 18:30 America/New_York, weekdays; "
+        "skipped on the exchange's holidays).",
     )
     def daily_download_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
         day = context.scheduled_execution_time.astimezone(ZoneInfo(settings.timezone)).date()
-        if day.weekday() >= 5:
-            return dg.SkipReason(f"{day} is a weekend day: no trading-day partition")
+        closed = trading_days.closure(day, settings.closed_days)
+        if closed is not None:
+            return dg.SkipReason(f"{day}: the exchange is closed ({closed}), no trading-day partition")
         return dg.RunRequest(run_key=day.isoformat(), partition_key=day.isoformat())
 
     return daily_download_schedule

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from stock_platform.batch.summary import capped
 from stock_platform.downloads.run import DownloadResult, TickerOutcome, TickerStatus
+from stock_platform.trading_days import CLOSED_DAYS
 
 MAX_FAILURE_LINES = 10
 
@@ -85,11 +86,12 @@ def report_lines(result: DownloadResult, source: str, marker_uri: str | None) ->
 
 
 def failure_message(result: DownloadResult, source: str) -> str:
-    """Why a run in which every ticker failed is a failure (a market holiday answers no data for every ticker)."""
+    """Why a run in which every ticker failed is a failure (on a closure the calendar does not know, every ticker
+    answers no data)."""
     reasons = Counter(o.reason or o.status.value for o in result.outcomes)
     common = "; ".join(f"{reason} ({n})" for reason, n in reasons.most_common(3))
     return (
         f"No ticker of {len(result.outcomes)} got prices from {source} for {span(result.days)}: {common}. "
-        "Nothing was written. On a market holiday every ticker answers 'no prices'; otherwise check the "
-        "provider's key, quota and base URL."
+        "Nothing was written. If the exchange was closed that day, every ticker answers 'no prices': add the day "
+        f"to {CLOSED_DAYS}. Otherwise check the provider's key, quota and base URL."
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import dagster as dg
@@ -16,6 +17,7 @@ import dagster as dg
 from stock_platform.downloads.fetching import PriceClient
 from stock_platform.resources.price_source import PriceSource
 from stock_platform.settings import flag, optional_env
+from stock_platform.trading_days import CLOSED_DAYS, parse_closed_days
 
 PROVIDER = "STOCK_PLATFORM_PRICE_PROVIDER"
 BASE_URL = "STOCK_PLATFORM_PRICE_BASE_URL"
@@ -58,6 +60,7 @@ class DownloadSettings:
     concurrency: int
     raw_prefix: str
     lambda_function: str | None
+    closed_days: tuple[date, ...] = ()  # closures the exchange calendar cannot know (trading_days.py)
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None) -> DownloadSettings:
@@ -72,6 +75,7 @@ class DownloadSettings:
             concurrency=max(int(env.get(CONCURRENCY, "16")), 1),
             raw_prefix=env.get(RAW_PREFIX, "raw/"),
             lambda_function=env.get(LAMBDA_FUNCTION) or None,
+            closed_days=parse_closed_days(env.get(CLOSED_DAYS)),
         )
 
     @property

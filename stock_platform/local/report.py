@@ -6,17 +6,19 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pandas as pd
 
+from stock_platform import trading_days
 from stock_platform.batch.runs import BatchRunResult, run_batch
 from stock_platform.batch.summary import describe
 from stock_platform.definitions import defs
 from stock_platform.downloads.assets import DAILY_DOWNLOAD_JOB
 from stock_platform.downloads.keys import DAILY_STOCK_PRICES
+from stock_platform.downloads.settings import DownloadSettings
 from stock_platform.notifications.sensors import notify, run_reports
 from stock_platform.resources.postgres import PostgresResource
 
@@ -36,12 +38,12 @@ class DownloadOutcome:
     marker_uri: str | None  # the marker it dropped for the load, when some Stocks/ file changed
 
 
-def last_trading_day(timezone: str = "America/New_York", today: date | None = None) -> str:
-    """The weekday before today in the exchange's time zone: the last day whose prices are complete."""
-    day = (today or datetime.now(ZoneInfo(timezone)).date()) - timedelta(days=1)
-    while day.weekday() >= 5:
-        day -= timedelta(days=1)
-    return day.isoformat()
+def last_trading_day(today: date | None = None) -> str:
+    """The trading day before today in the exchange's time zone, on the downloads' calendar (their partitions):
+    the last day whose prices are complete."""
+    settings = DownloadSettings.from_environment()
+    today = today or datetime.now(ZoneInfo(settings.timezone)).date()
+    return trading_days.previous_trading_day(today, settings.closed_days).isoformat()
 
 
 def execute_download(day: str, instance: dg.DagsterInstance | None = None) -> DownloadOutcome:

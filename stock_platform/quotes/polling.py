@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import date, datetime, time
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from stock_platform import trading_days
 from stock_platform.batch.selection import listed_companies
 from stock_platform.batch.sources import decode_company_list
 from stock_platform.quotes.model import Quote, QuoteError, normalize_ticker, parse_price, parse_source, parse_volume
@@ -41,10 +42,14 @@ class Polled:
     errors: dict[str, str]  # ticker -> why it has no quote this time
 
 
-def in_market_hours(moment: datetime, exchange_tz: str, market_open: time, market_close: time) -> bool:
-    """Monday to Friday, open <= local time <= close (the close itself is polled: it carries the closing price)."""
+def in_market_hours(
+    moment: datetime, exchange_tz: str, market_open: time, market_close: time, closed_days: Iterable[date] = ()
+) -> bool:
+    """A trading day (trading_days.py), open <= local time <= close (the close itself is polled: it carries the
+    closing price)."""
     local = moment.astimezone(ZoneInfo(exchange_tz))
-    return local.weekday() < 5 and market_open <= local.time().replace(tzinfo=None) <= market_close
+    is_open = trading_days.closure(local.date(), closed_days) is None
+    return is_open and market_open <= local.time().replace(tzinfo=None) <= market_close
 
 
 def quote_of(latest: LatestPriceLike) -> Quote:

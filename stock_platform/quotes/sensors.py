@@ -122,9 +122,10 @@ def build_poll_schedule(
     def quote_polling_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
         moment = context.scheduled_execution_time or datetime.now(timezone.utc)
         tz = settings.exchange_timezone
-        if not in_market_hours(moment, tz, settings.market_open, settings.market_close):
+        if not in_market_hours(moment, tz, settings.market_open, settings.market_close, settings.closed_days):
             return dg.SkipReason(
-                f"{moment.isoformat()} is outside market hours ({settings.market_open}-{settings.market_close} {tz})"
+                f"{moment.isoformat()} is outside market hours ({settings.market_open}-{settings.market_close} {tz}, "
+                "trading days)"
             )
         return dg.RunRequest(
             run_key=f"poll-{format_time(moment)}",

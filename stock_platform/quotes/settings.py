@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import time
+from datetime import date, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,6 +19,7 @@ from pydantic import Field
 from stock_platform.resources.kinesis import KinesisStream
 from stock_platform.resources.sns import SNSResource
 from stock_platform.settings import flag, optional_env, optional_int_env
+from stock_platform.trading_days import CLOSED_DAYS, parse_closed_days
 
 STREAM_ENV = "STOCK_PLATFORM_QUOTES_STREAM"
 ALERTS_TOPIC_ENV = "STOCK_PLATFORM_ALERTS_TOPIC_ARN"
@@ -62,6 +63,7 @@ class QuoteSettings:
     alerts_topic_env: str | None  # the variable holding the alerts topic, if any
     landing_enabled: bool
     alert_threshold_percent: float
+    closed_days: tuple[date, ...] = ()  # closures the exchange calendar cannot know (trading_days.py)
 
     @classmethod
     def from_environment(cls, default_sensor_interval: int = 30) -> QuoteSettings:
@@ -92,6 +94,7 @@ class QuoteSettings:
             landing_enabled=flag("STOCK_PLATFORM_QUOTES_TO_POSTGRES", False),
             # A number, not an EnvVar: Dagster resolves EnvVars to text, and the field is a float.
             alert_threshold_percent=float(os.environ.get("STOCK_PLATFORM_ALERT_THRESHOLD_PERCENT", "1.0")),
+            closed_days=parse_closed_days(os.environ.get(CLOSED_DAYS)),
         )
 
     @property

@@ -52,9 +52,9 @@ def test_partitions_are_trading_days_in_new_york() -> None:
         DownloadSettings.from_environment({"STOCK_PLATFORM_DOWNLOAD_START_DATE": "2026-01-01"})
     )
     keys = partitions.get_partition_keys(current_time=datetime(2026, 1, 12, 12, tzinfo=NEW_YORK))
-    # Thursday 1 Jan to Monday 12 Jan (today's partition exists during the day): no Saturday or Sunday.
+    # Thursday 1 Jan (New Year's Day: closed) to Monday 12 Jan (today's partition exists during the day): no
+    # holiday, no Saturday or Sunday.
     assert keys == [
-        "2026-01-01",
         "2026-01-02",
         "2026-01-05",
         "2026-01-06",
@@ -65,22 +65,31 @@ def test_partitions_are_trading_days_in_new_york() -> None:
     ]
 
 
+def test_a_week_with_a_holiday_and_a_configured_closure_has_their_partitions_left_out() -> None:
+    settings = DownloadSettings.from_environment(
+        {"STOCK_PLATFORM_DOWNLOAD_START_DATE": "2026-11-01", "STOCK_PLATFORM_MARKET_CLOSED_DAYS": "2026-11-24"}
+    )
+    keys = trading_day_partitions(settings).get_partition_keys(current_time=datetime(2026, 11, 30, 12, tzinfo=NEW_YORK))
+    assert [k for k in keys if k >= "2026-11-23"] == ["2026-11-23", "2026-11-25", "2026-11-27", "2026-11-30"]
+
+
 @pytest.mark.parametrize(
-    ("when", "expected"),
+    ("when", "expected", "skipped_because"),
     [
-        (datetime(2026, 1, 9, 18, 30, tzinfo=NEW_YORK), "2026-01-09"),  # Friday: Friday's session
-        (datetime(2026, 1, 12, 18, 30, tzinfo=NEW_YORK), "2026-01-12"),
-        (datetime(2026, 1, 10, 18, 30, tzinfo=NEW_YORK), None),  # Saturday (a custom cron might tick): skipped
+        (datetime(2026, 1, 9, 18, 30, tzinfo=NEW_YORK), "2026-01-09", None),  # Friday: Friday's session
+        (datetime(2026, 1, 12, 18, 30, tzinfo=NEW_YORK), "2026-01-12", None),
+        (datetime(2026, 1, 10, 18, 30, tzinfo=NEW_YORK), None, "weekend"),  # Saturday (a custom cron might tick)
+        (datetime(2026, 11, 26, 18, 30, tzinfo=NEW_YORK), None, "Thanksgiving Day"),  # no prices to download
     ],
 )
-def test_the_schedule_downloads_the_session_that_just_closed(defs, instance, when, expected) -> None:
+def test_the_schedule_downloads_the_session_that_just_closed(defs, instance, when, expected, skipped_because) -> None:
     schedule = defs.resolve_schedule_def(DAILY_DOWNLOAD_SCHEDULE)
     context = dg.build_schedule_context(
         instance=instance, scheduled_execution_time=when, repository_def=defs.get_repository_def()
     )
     result = schedule.evaluate_tick(context)
     if expected is None:
-        assert not result.run_requests and "weekend" in (result.skip_message or "")
+        assert not result.run_requests and skipped_because in (result.skip_message or "")
     else:
         [request] = result.run_requests or []
         assert (request.partition_key, request.run_key) == (expected, expected)

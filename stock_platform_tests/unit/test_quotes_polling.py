@@ -1,7 +1,7 @@
 """The polling intake's pure parts: the watchlist, market hours, and turning the price source's answers into
 quotes (with the downloads domain's own LatestPrice, so the two domains cannot drift apart)."""
 
-from datetime import datetime, time, timezone
+from datetime import date, datetime, time, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -40,11 +40,18 @@ def test_the_watchlist_reads_tickers_or_company_list_entries() -> None:
         (datetime(2024, 3, 4, 16, 1), False),
         (datetime(2024, 3, 10, 11, 0), False),  # Sunday
         (datetime(2024, 3, 11, 9, 45), True),  # the Monday after the switch to daylight saving time
+        (datetime(2026, 11, 26, 11, 0), False),  # Thanksgiving Day: the exchange is closed
     ],
 )
 def test_market_hours_are_the_exchanges(local: datetime, inside: bool) -> None:
     moment = local.replace(tzinfo=ZoneInfo(NY)).astimezone(timezone.utc)
     assert in_market_hours(moment, NY, OPEN, CLOSE) is inside
+
+
+def test_a_configured_closure_is_outside_market_hours() -> None:
+    moment = datetime(2026, 3, 10, 11, 0, tzinfo=ZoneInfo(NY))
+    assert in_market_hours(moment, NY, OPEN, CLOSE)
+    assert not in_market_hours(moment, NY, OPEN, CLOSE, closed_days=[date(2026, 3, 10)])
 
 
 def test_a_poll_keeps_every_answer_and_says_why_a_ticker_has_none() -> None:
