@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import boto3
 from dagster_pipes import PipesMappingParamsLoader, open_dagster_pipes
 
+from stock_platform import trading_days
 from stock_platform.downloads.landing import Landing
 from stock_platform.downloads.providers import Provider
 from stock_platform.downloads.report import status_counts
@@ -61,10 +62,20 @@ def download_from_event(event: Mapping[str, Any], env: Mapping[str, str] | None 
     )
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """AWS Lambda entry point: download, land, mark; return the result (and report its counts through pipes)."""
+def handler(event: dict[str, Any], context: Any, now: datetime | None = None) -> dict[str, Any]:
+    """AWS Lambda entry point: download, land, mark; return the result (and report its counts through pipes).
+
+    Invoked by a schedule with no days on a day the exchange is closed, it asks the provider nothing and says so (the
+    asset never asks for such a day: it has no partition).
+    """
     loader = PipesMappingParamsLoader(event)
     if not loader.is_dagster_pipes_process():
+        if not event.get("days"):
+            settings = DownloadSettings.from_environment()
+            today = (now or datetime.now(ZoneInfo(settings.timezone))).astimezone(ZoneInfo(settings.timezone)).date()
+            closed = trading_days.closure(today, settings.closed_days)
+            if closed is not None:
+                return {"skipped": f"{today}: the exchange is closed ({closed}): nothing to download"}
         return download_from_event(event).to_json()
     with open_dagster_pipes(params_loader=loader) as pipes:
         result = download_from_event(event)

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
-from stock_platform.downloads import checks
+from stock_platform.downloads import checks, lambda_handler
 from stock_platform.downloads.assets import DAILY_DOWNLOAD_JOB, DAILY_DOWNLOAD_SCHEDULE, trading_day_partitions
 from stock_platform.downloads.definitions import build_download_defs
 from stock_platform.downloads.keys import DAILY_STOCK_PRICES
@@ -198,3 +198,17 @@ def test_the_lambda_s_client_and_the_resource_read_the_same_variables_and_defaul
     assert (defaults.provider, defaults.requests_per_second, defaults.max_attempts) == (Provider.YAHOO, 2.0, 4)
     with pytest.raises(ValueError, match="Unknown price provider"):
         price_client_from_environment({"STOCK_PLATFORM_PRICE_PROVIDER": "nasdaq"})
+
+
+def test_the_scheduled_lambda_downloads_nothing_on_a_holiday(monkeypatch) -> None:
+    # An EventBridge schedule invokes the function with no days: it downloads today, unless the exchange is closed.
+    def fail(*args: object) -> None:
+        pytest.fail("a closed day asks the provider nothing")
+
+    monkeypatch.setattr(lambda_handler, "download_from_event", fail)
+    thanksgiving = datetime(2026, 11, 26, 18, 30, tzinfo=NEW_YORK)
+    answer = lambda_handler.handler({}, None, now=thanksgiving)
+    assert answer == {"skipped": "2026-11-26: the exchange is closed (Thanksgiving Day): nothing to download"}
+    # Days named in the event are downloaded as asked, closed or not.
+    monkeypatch.setattr(lambda_handler, "download_from_event", lambda event: DownloadResult(("2026-11-26",), "r", ()))
+    assert lambda_handler.handler({"days": ["2026-11-26"]}, None, now=thanksgiving)["days"] == ("2026-11-26",)
