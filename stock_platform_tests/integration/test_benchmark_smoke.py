@@ -35,6 +35,7 @@ def test_benchmark_runs_end_to_end_on_a_tiny_input(tmp_path) -> None:
     assert rows > 0 and result["floor"]["runs"][0]["rows"] == rows
     assert result["platform"]["runs"][0]["full"]["rows_loaded"] == rows  # the platform loads what the floor loads
     assert result["platform"]["runs"][0]["no_change"]["companies_loaded"] == 0
+    assert [(s["listed"], len(s["runs_seconds"])) for s in result["scale"]] == [(12, 1)]  # a median of --reps
     targets = {t["target"]: t for t in result["targets"]}
     assert {"full run ≤ 1.25 × floor", "usual ÷ platform ≥ 3", "moonshot: full run ≤ 2.5 × bare COPY"} <= set(targets)
     assert all(t["value"] >= 0 and isinstance(t["met"], bool) for t in targets.values())
