@@ -81,6 +81,7 @@ def test_alerts_fall_back_to_the_pipeline_topic(monkeypatch: pytest.MonkeyPatch)
         (datetime(2024, 3, 4, 16, 0), True),  # the close is polled
         (datetime(2024, 3, 4, 16, 5), False),
         (datetime(2024, 3, 9, 12, 0), False),  # Saturday
+        (datetime(2026, 11, 26, 12, 0), False),  # Thanksgiving Day: the exchange is closed
     ],
 )
 def test_the_polling_schedule_runs_in_market_hours_only(local: datetime, runs: bool) -> None:
@@ -95,6 +96,16 @@ def test_the_polling_schedule_runs_in_market_hours_only(local: datetime, runs: b
         assert request.run_config["ops"]["ingest_quotes"]["config"]["poll"] is True
     else:
         assert not result.run_requests and "outside market hours" in (result.skip_message or "")
+
+
+def test_the_polling_schedule_skips_a_configured_closure(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STOCK_PLATFORM_MARKET_CLOSED_DAYS", "2026-03-10")
+    repo = platform().get_repository_def()
+    schedule = repo.get_schedule_def("quote_polling_schedule")
+    for day, runs in ((10, False), (11, True)):
+        when = datetime(2026, 3, day, 12, 0, tzinfo=NY)
+        result = schedule.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=when, repository_def=repo))
+        assert bool(result.run_requests) is runs, (day, result.skip_message)
 
 
 def test_a_bad_time_zone_fails_at_load(monkeypatch: pytest.MonkeyPatch) -> None:
