@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -31,8 +31,14 @@ from stock_platform.downloads.settings import (
 )
 
 
+def today(settings: DownloadSettings, now: datetime | None = None) -> date:
+    """The day an event that names no days downloads: today in the exchange's time zone."""
+    zone = ZoneInfo(settings.timezone)
+    return (now or datetime.now(zone)).astimezone(zone).date()
+
+
 def request_from_event(event: Mapping[str, Any], settings: DownloadSettings) -> DownloadRequest:
-    days = event.get("days") or [datetime.now(ZoneInfo(settings.timezone)).date().isoformat()]
+    days = event.get("days") or [today(settings).isoformat()]
     tickers = event.get("tickers") or settings.tickers
     run_id = str(event.get("run_id") or f"lambda-{datetime.now(ZoneInfo('UTC')):%Y%m%dT%H%M%S}")
     return DownloadRequest(tuple(days), run_id, tuple(tickers) if tickers else None, bool(event.get("force")))
@@ -72,10 +78,10 @@ def handler(event: dict[str, Any], context: Any, now: datetime | None = None) ->
     if not loader.is_dagster_pipes_process():
         if not event.get("days"):
             settings = DownloadSettings.from_environment()
-            today = (now or datetime.now(ZoneInfo(settings.timezone))).astimezone(ZoneInfo(settings.timezone)).date()
-            closed = trading_days.closure(today, settings.closed_days)
+            day = today(settings, now)
+            closed = trading_days.closure(day, settings.closed_days)
             if closed is not None:
-                return {"skipped": f"{today}: the exchange is closed ({closed}): nothing to download"}
+                return {"skipped": f"{day}: the exchange is closed ({closed}): nothing to download"}
         return download_from_event(event).to_json()
     with open_dagster_pipes(params_loader=loader) as pipes:
         result = download_from_event(event)
