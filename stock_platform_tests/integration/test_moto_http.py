@@ -3,6 +3,10 @@
 import http.client
 from urllib.parse import urlparse
 
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+from stock_platform.local.moto_http import _Dispatcher
+
 
 def test_a_connection_stays_open_between_requests(moto_endpoint) -> None:
     # Werkzeug's server, which `python -m moto.server` uses, answered every request with `Connection: close`.
@@ -34,3 +38,34 @@ def test_a_key_with_encoded_characters_is_the_key_sent(stack) -> None:
 
     assert stack.keys("Stocks/") == [key]
     assert stack.get(key) == b"Date,Open\n"
+
+
+def test_the_dispatcher_resolves_each_host_as_moto_does_and_once(monkeypatch) -> None:
+    hosts = [
+        None,
+        "moto_api",
+        "s3",
+        "s3.us-east-1.amazonaws.com",
+        "bucket.s3.eu-west-1.amazonaws.com",
+        "sns.eu-west-1.amazonaws.com",
+        "sqs.us-east-1.amazonaws.com",
+        "kinesis.us-east-1.amazonaws.com",
+        "iam.amazonaws.com",
+        "cloudformation.us-east-1.amazonaws.com",
+        "events.us-east-1.amazonaws.com",
+    ]
+    moto_own = DomainDispatcherApplication(create_backend_app)
+    expected = [moto_own.get_backend_for_host(h) for h in hosts]
+    resolved: list[str | None] = []
+    original = DomainDispatcherApplication.get_backend_for_host
+
+    def counted(self, host):
+        resolved.append(host)
+        return original(self, host)
+
+    monkeypatch.setattr(DomainDispatcherApplication, "get_backend_for_host", counted)
+    dispatcher = _Dispatcher()
+
+    assert [dispatcher.get_backend_for_host(h) for h in hosts + hosts] == expected + expected
+    assert "s3" in expected and "sns" in expected  # the hosts reach real backends, not all None
+    assert resolved == hosts  # the second round was remembered
