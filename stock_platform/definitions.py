@@ -13,7 +13,7 @@ from stock_platform.batch.jobs import stock_batch_job
 from stock_platform.downloads.definitions import build_download_defs
 from stock_platform.notifications.definitions import build_notification_defs
 from stock_platform.quotes.definitions import build_quote_defs
-from stock_platform.runtime import freeze_loaded_objects
+from stock_platform.runtime import enable_event_batches, freeze_loaded_objects
 from stock_platform.settings import Settings
 from stock_platform.watchdog.definitions import build_watchdog_defs
 
@@ -36,5 +36,6 @@ def defs() -> dg.Definitions:
             executor=dg.in_process_executor,
         ),
     )
+    enable_event_batches()  # the batch's frames are stored a batch at a time (runtime.py)
     freeze_loaded_objects()  # what is loaded now lives as long as the process (runtime.py)
     return platform

@@ -17,14 +17,30 @@ company: ~500 for a batch. That connection is the larger part of an event's cost
   keeps one connection per process (the webserver's own pool is left as Dagster sets it), checked before each
   use so that a connection the server dropped is replaced: 7.3-8.3 ms per event -> 1.4 ms against the machine's
   PostgreSQL over loopback, without TLS.
+
+Batches: a run records one materialization per company it processed, and Dagster hands a batch of asset events to
+`store_event_batch` in one call when batching is on (`DAGSTER_EVENT_BATCH_SIZE`, set by stock_platform/runtime.py)
+and the events carry a batch's metadata. Dagster gives that metadata to the events of a partitioned output only;
+`log_materializations` gives it to events an asset records itself (the batch's frames, which name only the
+companies the run processed). dagster-postgres writes a batch in one statement; `HeldSqliteEventLogStorage` writes
+it in one transaction per database. 500 frame events then cost ~0.45 ms each instead of ~2.2 ms (batches of 20,
+alone on the machine).
 """
 
-from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+import uuid
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import dagster as dg
 import sqlalchemy as db
+from dagster._core.events import (
+    DagsterEvent,
+    DagsterEventBatchMetadata,
+    DagsterEventType,
+)
+from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._serdes import ConfigurableClassData
@@ -36,6 +52,9 @@ from sqlalchemy.engine import Connection, Engine
 # Run shards whose connection stays open: the run being written, and a few a long-lived process (the webserver,
 # the daemon) reads repeatedly. Each holds a file handle; older ones are closed.
 OPEN_RUN_SHARDS = 4
+
+# The asset events a batch is written for in one transaction per database (what dagster-postgres batches too).
+BATCHED_EVENT_TYPES = frozenset({DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_OBSERVATION})
 
 
 class HeldSqliteEventLogStorage(SqliteEventLogStorage):
@@ -87,6 +106,33 @@ class HeldSqliteEventLogStorage(SqliteEventLogStorage):
                 if shard != INDEX_SHARD_NAME:
                     # Move the write into the .db file that the webserver watches (see the module).
                     conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def store_event_batch(self, events: Sequence[dg.EventLogEntry]) -> None:
+        """A batch of materializations or observations in one transaction per database, holding what storing each
+        event would (`store_event`); any other batch is stored event by event, as Dagster's own SQLite storage
+        does."""
+        if not events or any(e.dagster_event_type not in BATCHED_EVENT_TYPES for e in events):
+            super().store_event_batch(events)
+            return
+        rows = [self._event_to_row(event) for event in events]
+        by_run: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:
+            by_run[row["run_id"]].append(row)
+        for run_id, run_rows in by_run.items():
+            with self.run_connection(run_id) as conn:
+                conn.execute(SqlEventLogStorageTable.insert(), run_rows)
+        with self.index_transaction() as conn:
+            # The cross-run index's ids, in the events' order: its tags and asset rows point at them.
+            inserted = conn.execute(
+                SqlEventLogStorageTable.insert().returning(SqlEventLogStorageTable.c.id, sort_by_parameter_order=True),
+                rows,
+            )
+            ids = [int(row[0]) for row in inserted]
+            self._store_asset_event_tags(conn, events, ids)
+            # Each asset's row records its latest event: storing the events one by one would leave the last one.
+            latest = {event.dagster_event.asset_key: (event, id_) for event, id_ in zip(events, ids, strict=True)}  # type: ignore[union-attr]
+            for event, id_ in latest.values():
+                self._store_asset_event(conn, event, id_)
 
     def _close_engines(self) -> None:
         with self._db_lock:
@@ -145,3 +191,22 @@ class HeldPostgresEventLogStorage(PostgresEventLogStorage):
     def dispose(self) -> None:
         super().dispose()
         self._engine.dispose()
+
+
+def log_materializations(
+    context: dg.AssetExecutionContext, materializations: Sequence[dg.AssetMaterialization]
+) -> list[DagsterEvent]:
+    """Record `materializations` as one batch: Dagster stores them in one call to the event log storage (see the
+    module) once the last is logged, so the UI shows them together, as it would a partitioned output's.
+
+    The asset yields the returned events: they are logged already, and Dagster passes a logged event on as it is.
+    This is what the step does with an `AssetMaterialization` it is given (`DagsterEvent.asset_materialization`),
+    plus the batch's metadata, which Dagster's public API gives only to a partitioned output's events. Build the
+    materializations first: a batch cut short by an error would not be stored.
+    """
+    step = context.get_step_execution_context()
+    batch_id, last = str(uuid.uuid4()), len(materializations) - 1  # as Dagster's own batch ids
+    return [
+        DagsterEvent.asset_materialization(step, m, DagsterEventBatchMetadata(batch_id, i == last))
+        for i, m in enumerate(materializations)
+    ]

@@ -2,6 +2,13 @@
 
 import functools
 import gc
+import os
+
+# Dagster's switch for storing asset events in batches (dagster/_core/instance): the most events one call to the
+# event log storage takes. A batch of frames is what is stored by the time the step records them (~20-60 in a
+# 500-company run); this only bounds one.
+EVENT_BATCH_SIZE = "DAGSTER_EVENT_BATCH_SIZE"
+EVENT_BATCH_SIZE_DEFAULT = "500"
 
 
 @functools.cache  # once per process
@@ -15,3 +22,10 @@ def freeze_loaded_objects() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def enable_event_batches() -> None:
+    """Let Dagster store a batch of asset events in one call (stock_platform/event_log.py), unless the
+    environment sets its own size (0 stores every event alone). Dagster reads the variable for every event, in the
+    process that runs the step: this one."""
+    os.environ.setdefault(EVENT_BATCH_SIZE, EVENT_BATCH_SIZE_DEFAULT)

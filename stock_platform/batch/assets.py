@@ -9,16 +9,18 @@ events. The four batch assets are one subsettable step (`load_stock_batch`):
   (spool.py: the run never holds every frame in memory), PUT from there and COPYed from there;
 - the step records a materialization only for the companies it processed (`skippable=True` plus explicit
   per-partition `AssetMaterialization`s of the frames; a partitioned output would record every partition of the
-  run), and one for the table when its transaction committed, listing the companies (each event is a write to
-  Dagster's storage, and a run has ~500 companies). Recording the frames takes seconds, so the rest happens behind
-  it in a background thread: the load COPYs while the frames are PUT, commits as soon as every frame is stored
-  (not yet recorded), then the table's checks and the extract run;
+  run), and one for the table when its transaction committed, listing the companies. A run has ~500 companies, so
+  the frames are recorded in batches, each the frames stored since the last (one write to Dagster's storage per
+  batch: stock_platform/event_log.py). Recording them still takes a while, so the rest happens behind it in a
+  background thread: the load COPYs while the frames are PUT, commits as soon as every frame is stored (not yet
+  recorded), then the table's checks and the extract run;
 - a whole batch is one run (BackfillPolicy.single_run);
 - any failure raises `dg.Failure` carrying the run's summary: what was processed, what was committed (nothing,
   after a rollback) and the table as it stands, with every secret scrubbed from the error text.
 """
 
 import hashlib
+import itertools
 import json
 import threading
 from collections.abc import Iterator
@@ -26,6 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import dagster as dg
+from dagster._core.events import DagsterEvent
 from pydantic import Field
 
 from stock_platform.batch import checks
@@ -41,6 +44,7 @@ from stock_platform.batch.pipeline import BatchRun, Parsed, Plan
 from stock_platform.batch.quality import QualityPolicy
 from stock_platform.batch.sources import Batch, read_batch
 from stock_platform.batch.summary import Commit, RunSummary, describe
+from stock_platform.event_log import log_materializations
 from stock_platform.resources.postgres import PostgresResource
 from stock_platform.resources.s3 import SourceBucket
 
@@ -157,7 +161,7 @@ def load_stock_batch(
     bucket: SourceBucket,
     postgres: PostgresResource,
     quality: QualityPolicy,
-) -> Iterator[dg.AssetMaterialization | dg.AssetCheckResult | dg.MaterializeResult]:  # type: ignore[type-arg]
+) -> Iterator[dg.AssetMaterialization | DagsterEvent | dg.AssetCheckResult | dg.MaterializeResult]:  # type: ignore[type-arg]
     """Parse the run's companies, store their frames, load them into the table, and write the Output CSV.
 
     Subsettable, because the UI and asset backfills target these assets separately: frames (and the table); the
@@ -198,12 +202,11 @@ def load_stock_batch(
             tail = background.submit(_finish, loading, run, selected)
             try:
                 if plan is not None and parsed is not None:
-                    # Every parsed file's: those rejected whole (which keep their previous frame) first, then each
-                    # frame as soon as its PUT completes.
-                    for company in sorted(c for c, f in parsed.files.items() if f.status == "rejected"):
-                        yield _frame_event(bucket, plan, parsed, company)
-                    for company in puts:
-                        yield _frame_event(bucket, plan, parsed, company)
+                    # Every parsed file's: those rejected whole (which keep their previous frame) first, then the
+                    # frames as their PUTs complete, each group stored as one batch (stock_platform/event_log.py).
+                    rejected = sorted(c for c, f in parsed.files.items() if f.status == "rejected")
+                    for group in itertools.chain([rejected] if rejected else [], puts.groups()):
+                        yield from _frame_events(context, bucket, plan, parsed, group)
             except BaseException:
                 failed.set()  # the load rolls back instead of committing
                 raise
@@ -343,11 +346,20 @@ def _companies_of_run(context: dg.AssetExecutionContext, config: BatchConfig, li
     return listed
 
 
-def _frame_event(bucket: SourceBucket, plan: Plan, parsed: Parsed, company: str) -> dg.AssetMaterialization:
-    return dg.AssetMaterialization(
-        asset_key=COMPANY_STOCK_PRICES,
-        partition=company,
-        metadata=frame_metadata(bucket, plan.todo[company], parsed.files[company], parsed.rejects.get(company)),
+def _frame_events(
+    context: dg.AssetExecutionContext, bucket: SourceBucket, plan: Plan, parsed: Parsed, companies: list[str]
+) -> list[DagsterEvent]:
+    """The companies' frame materializations, recorded as one batch."""
+    return log_materializations(
+        context,
+        [
+            dg.AssetMaterialization(
+                asset_key=COMPANY_STOCK_PRICES,
+                partition=company,
+                metadata=frame_metadata(bucket, plan.todo[company], parsed.files[company], parsed.rejects.get(company)),
+            )
+            for company in companies
+        ],
     )
 
 

@@ -7,14 +7,15 @@ company_stock_prices as an input) receives a `pandas.DataFrame` through `Parquet
 by company, for several partitions).
 
 The batch step stores frames itself (`FramePuts`) instead of returning them as an output, because it records
-materializations only for the companies it processed, each as soon as its frame is stored (see assets.py).
+materializations only for the companies it processed, as soon as their frames are stored (see assets.py).
 """
 
 import datetime
 import io
+import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import dagster as dg
@@ -57,7 +58,7 @@ def parquet_to_frame(data: bytes) -> pa.Table:
 class FramePuts:
     """The frames of `companies` PUT concurrently, already encoded (`parquet(company)` gives the object's bytes).
 
-    Iterating yields each company as soon as its frame is stored. `stored` is done once every PUT is, or holds the
+    `groups()` yields the companies as their frames are stored. `stored` is done once every PUT is, or holds the
     first failure, however far the caller has iterated: the load commits on it while the caller is still recording
     the frames (recording them is slower than storing them). Leaving the `with` block cancels the PUTs not yet
     started, and `stored` then fails if they were not all done.
@@ -74,10 +75,12 @@ class FramePuts:
             return company
 
         self._futures = [self._pool.submit(put, c) for c in companies]
+        self._done: queue.SimpleQueue[Future[str]] = queue.SimpleQueue()
         if not companies:
             self.stored.set_result(None)
         for future in self._futures:
             future.add_done_callback(self._settle)
+            future.add_done_callback(self._done.put)
 
     def _settle(self, future: "Future[str]") -> None:
         with self._lock:
@@ -92,9 +95,20 @@ class FramePuts:
                 if not self._left:
                     self.stored.set_result(None)
 
-    def __iter__(self) -> Iterator[str]:
-        for stored in as_completed(self._futures):
-            yield stored.result()  # the first failed PUT raises
+    def groups(self) -> Iterator[list[str]]:
+        """Every company once, in groups as their frames are stored: the next one waited for, with every other
+        stored by then. A caller that records each group while the PUTs go on gets larger groups the longer it
+        takes, so it records them in fewer, larger batches (assets.py). The first failed PUT raises."""
+        left = len(self._futures)
+        while left:
+            group = [self._done.get()]
+            while len(group) < left:
+                try:
+                    group.append(self._done.get_nowait())
+                except queue.Empty:
+                    break
+            left -= len(group)
+            yield [stored.result() for stored in group]
 
     def __enter__(self) -> "FramePuts":
         return self

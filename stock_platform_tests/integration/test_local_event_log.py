@@ -1,11 +1,19 @@
 """The local instance's event log (stock_platform/event_log.py) keeps its connections open between writes and
 still behaves as Dagster's SQLite storage: what one process writes, another reads and sees live."""
 
+import sqlite3
 import time
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
+from dagster._core.events import (
+    AssetMaterializationPlannedData,
+    AssetObservationData,
+    DagsterEvent,
+    DagsterEventType,
+    StepMaterializationData,
+)
 from dagster._core.storage.dagster_run import DagsterRun
 
 from stock_platform.event_log import OPEN_RUN_SHARDS, HeldSqliteEventLogStorage
@@ -15,25 +23,54 @@ from stock_platform_tests.waiting import wait_until
 RUN = "0b2f7c1e-run"
 
 
-def materialization(run_id: str, partition: str) -> dg.EventLogEntry:
-    event = DagsterEvent(
-        DagsterEventType.ASSET_MATERIALIZATION.value,
-        job_name="job",
-        step_key="step",
-        event_specific_data=StepMaterializationData(
-            dg.AssetMaterialization(asset_key="frames", partition=partition, metadata={"rows": 3})
-        ),
-    )
+def entry(run_id: str, event: DagsterEvent, timestamp: float | None = None) -> dg.EventLogEntry:
     return dg.EventLogEntry(
         user_message="",
         level=10,
         job_name="job",
         run_id=run_id,
         error_info=None,
-        timestamp=time.time(),
+        timestamp=time.time() if timestamp is None else timestamp,
         step_key="step",
         dagster_event=event,
     )
+
+
+def materialization(
+    run_id: str, partition: str, asset: str = "frames", timestamp: float | None = None
+) -> dg.EventLogEntry:
+    event = DagsterEvent(
+        DagsterEventType.ASSET_MATERIALIZATION.value,
+        job_name="job",
+        step_key="step",
+        event_specific_data=StepMaterializationData(
+            dg.AssetMaterialization(asset_key=asset, partition=partition, metadata={"rows": 3})
+        ),
+    )
+    return entry(run_id, event, timestamp)
+
+
+def observation(run_id: str, partition: str, version: str, timestamp: float) -> dg.EventLogEntry:
+    event = DagsterEvent(
+        DagsterEventType.ASSET_OBSERVATION.value,
+        job_name="job",
+        step_key="step",
+        event_specific_data=AssetObservationData(
+            dg.AssetObservation(asset_key="files", partition=partition, tags={DATA_VERSION_TAG: version})
+        ),
+    )
+    return entry(run_id, event, timestamp)
+
+
+def contents(db_file: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table of a SQLite database, in insertion order, but for when its migrations ran."""
+    with sqlite3.connect(db_file) as conn:
+        tables = [
+            row[0]
+            for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if row[0] != "secondary_indexes"
+        ]
+        return {table: conn.execute(f'SELECT * FROM "{table}" ORDER BY rowid').fetchall() for table in tables}
 
 
 def partitions_of(storage: HeldSqliteEventLogStorage, run_id: str) -> list[str]:
@@ -135,3 +172,68 @@ def test_a_home_whose_path_yaml_would_misread_still_gets_its_event_log_there(tmp
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert dg.materialize([numbers], instance=instance).success
     assert list((home / "history" / "runs").glob("*.db"))
+
+
+def batches(run_id: str) -> list[list[dg.EventLogEntry]]:
+    """Batches as Dagster hands them over: a partitioned observation, then materializations of two assets."""
+    start = 1_700_000_000.0
+    observed = [observation(run_id, f"c{i}", f"v{i}", start + i) for i in range(5)]
+    frames = [materialization(run_id, f"c{i}", timestamp=start + 10 + i) for i in range(5)]
+    mixed = [materialization(run_id, f"d{i}", "frames" if i % 2 else "table", start + 20 + i) for i in range(4)]
+    return [observed, frames, mixed]
+
+
+def test_a_batch_is_stored_as_storing_its_events_one_by_one_would_store_it(tmp_path: Path) -> None:
+    one_by_one, batched = (
+        HeldSqliteEventLogStorage(str(tmp_path / "one")),
+        HeldSqliteEventLogStorage(str(tmp_path / "b")),
+    )
+    try:
+        for batch in batches(RUN):
+            for event in batch:
+                one_by_one.store_event(event)
+            batched.store_event_batch(batch)
+        for name in (RUN, "index"):
+            expected = contents(tmp_path / "one" / f"{name}.db")
+            assert expected["event_logs"]  # the comparison compares something
+            assert contents(tmp_path / "b" / f"{name}.db") == expected, name
+        # Read back as Dagster reads it: each asset's latest event, and the observations' data versions.
+        assert batched.get_materialized_partitions(dg.AssetKey("frames")) == {f"c{i}" for i in range(5)} | {"d1", "d3"}
+        [table] = batched.get_latest_materialization_events([dg.AssetKey("table")]).values()
+        assert table is not None and table.dagster_event.partition == "d2"  # type: ignore[union-attr]
+        tags = batched.get_event_tags_for_asset(dg.AssetKey("files"))
+        assert sorted(t[DATA_VERSION_TAG] for t in tags) == [f"v{i}" for i in range(5)]
+    finally:
+        one_by_one.dispose()
+        batched.dispose()
+
+
+def test_a_batch_is_one_transaction_per_database(tmp_path: Path, monkeypatch) -> None:
+    storage = HeldSqliteEventLogStorage(str(tmp_path / "runs"))
+    storage.store_event(materialization(RUN, "first"))  # the databases exist, as in a run
+    opened: list[str] = []
+    connect = HeldSqliteEventLogStorage._connect
+    monkeypatch.setattr(
+        HeldSqliteEventLogStorage, "_connect", lambda self, shard: opened.append(shard) or connect(self, shard)
+    )
+    try:
+        storage.store_event_batch([materialization(RUN, f"c{i}") for i in range(20)])
+        assert opened == [RUN, "index"]
+        assert len(partitions_of(storage, RUN)) == 21
+    finally:
+        storage.dispose()
+
+
+def test_other_batches_are_stored_event_by_event(tmp_path: Path) -> None:
+    storage = HeldSqliteEventLogStorage(str(tmp_path / "runs"))
+    planned = DagsterEvent(
+        DagsterEventType.ASSET_MATERIALIZATION_PLANNED.value,
+        job_name="job",
+        event_specific_data=AssetMaterializationPlannedData(dg.AssetKey("frames"), partition="c0"),
+    )
+    try:
+        storage.store_event_batch([entry(RUN, planned), materialization(RUN, "c0")])
+        types = [r.event_log_entry.dagster_event_type for r in storage.get_records_for_run(RUN).records]
+        assert types == [DagsterEventType.ASSET_MATERIALIZATION_PLANNED, DagsterEventType.ASSET_MATERIALIZATION]
+    finally:
+        storage.dispose()

@@ -9,10 +9,14 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
+from stock_platform.batch.keys import COMPANY_STOCK_PRICES
 from stock_platform.batch.summary import CompanyStatus
 from stock_platform.definitions import defs
+from stock_platform.event_log import HeldSqliteEventLogStorage
 from stock_platform.local import sample
 from stock_platform.local.report import execute_batch
+from stock_platform.local.stack import write_local_instance
+from stock_platform.runtime import EVENT_BATCH_SIZE
 
 pytestmark = pytest.mark.integration
 
@@ -232,6 +236,36 @@ def test_materializations_are_recorded_per_processed_company(stack, batch, insta
 
     assert execute_batch(instance=instance).success  # nothing changed: nothing new recorded per company
     assert len(instance.fetch_materializations(dg.AssetKey("company_stock_prices"), limit=1000).records) == len(frames)
+
+
+def test_the_local_instance_stores_the_frames_in_batches(stack, batch, tmp_path, monkeypatch) -> None:
+    """Each group of frames stored by the time the step records them is one write to the event log (one
+    transaction per database), and every processed company still has its own materialization."""
+    home = tmp_path / "home"
+    write_local_instance(home)
+    batches: list[list[str]] = []
+    store_event_batch = HeldSqliteEventLogStorage.store_event_batch
+
+    def recording(self, events):
+        batches.append(
+            [
+                e.dagster_event.partition
+                for e in events
+                if e.dagster_event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
+                and e.dagster_event.asset_key == COMPANY_STOCK_PRICES
+            ]
+        )
+        store_event_batch(self, events)
+
+    monkeypatch.setattr(HeldSqliteEventLogStorage, "store_event_batch", recording)
+    monkeypatch.delenv(EVENT_BATCH_SIZE, raising=False)  # as in a new process: loading the definitions sets it
+    with dg.DagsterInstance.from_config(str(home)) as local:
+        assert execute_batch(instance=local).success
+        frames = local.fetch_materializations(COMPANY_STOCK_PRICES, limit=1000).records
+
+    processed = set(listed_files(batch)) - {sample.MISSING_COMPANY}
+    assert {r.partition_key for r in frames} == processed
+    assert sorted(p for b in batches for p in b) == sorted(processed)  # each once, and all in batches
 
 
 def test_the_table_alone_loads_only_the_stored_frames_that_changed(stack, batch, instance) -> None:

@@ -65,7 +65,7 @@ def test_compaction_and_the_same_queries_as_athena(stack, filesystem) -> None:
         "msft": prices("msft", {"2024-03-04": 400.0}),
     }
     with FramePuts(bucket, list(frames), lambda c: frame_to_parquet(frames[c])) as puts:
-        assert sorted(puts) == ["aapl", "msft"]
+        assert sorted(c for group in puts.groups() for c in group) == ["aapl", "msft"]
     quotes = quotes_dataset(filesystem, f"{stack.bucket}/Lake/quotes")
     daily = prices_dataset(filesystem, f"{stack.bucket}/Processed")
     expected_summary = [
