@@ -53,6 +53,9 @@ from sqlalchemy.engine import Connection, Engine
 # the daemon) reads repeatedly. Each holds a file handle; older ones are closed.
 OPEN_RUN_SHARDS = 4
 
+# An event the step has logged already (`log_materializations`); an asset yields it as it is.
+LoggedEvent = DagsterEvent
+
 # The asset events a batch is written for in one transaction per database (what dagster-postgres batches too).
 BATCHED_EVENT_TYPES = frozenset({DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_OBSERVATION})
 
@@ -195,7 +198,7 @@ class HeldPostgresEventLogStorage(PostgresEventLogStorage):
 
 def log_materializations(
     context: dg.AssetExecutionContext, materializations: Sequence[dg.AssetMaterialization]
-) -> list[DagsterEvent]:
+) -> list[LoggedEvent]:
     """Record `materializations` as one batch: Dagster stores them in one call to the event log storage (see the
     module) once the last is logged, so the UI shows them together, as it would a partitioned output's.
 

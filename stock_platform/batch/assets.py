@@ -28,7 +28,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import dagster as dg
-from dagster._core.events import DagsterEvent
 from pydantic import Field
 
 from stock_platform.batch import checks
@@ -44,7 +43,7 @@ from stock_platform.batch.pipeline import BatchRun, Parsed, Plan
 from stock_platform.batch.quality import QualityPolicy
 from stock_platform.batch.sources import Batch, read_batch
 from stock_platform.batch.summary import Commit, RunSummary, describe
-from stock_platform.event_log import log_materializations
+from stock_platform.event_log import LoggedEvent, log_materializations
 from stock_platform.resources.postgres import PostgresResource
 from stock_platform.resources.s3 import SourceBucket
 
@@ -161,7 +160,7 @@ def load_stock_batch(
     bucket: SourceBucket,
     postgres: PostgresResource,
     quality: QualityPolicy,
-) -> Iterator[dg.AssetMaterialization | DagsterEvent | dg.AssetCheckResult | dg.MaterializeResult]:  # type: ignore[type-arg]
+) -> Iterator[dg.AssetMaterialization | LoggedEvent | dg.AssetCheckResult | dg.MaterializeResult]:  # type: ignore[type-arg]
     """Parse the run's companies, store their frames, load them into the table, and write the Output CSV.
 
     Subsettable, because the UI and asset backfills target these assets separately: frames (and the table); the
@@ -348,7 +347,7 @@ def _companies_of_run(context: dg.AssetExecutionContext, config: BatchConfig, li
 
 def _frame_events(
     context: dg.AssetExecutionContext, bucket: SourceBucket, plan: Plan, parsed: Parsed, companies: list[str]
-) -> list[DagsterEvent]:
+) -> list[LoggedEvent]:
     """The companies' frame materializations, recorded as one batch."""
     return log_materializations(
         context,
