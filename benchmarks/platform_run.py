@@ -46,13 +46,19 @@ def profiled(path: str, call: Callable[[], T]) -> T:
         session = profiler.stop()
         flat = ConsoleRenderer(unicode=False, color=False, flat=True, show_all=True).render(session)
         tree = ConsoleRenderer(unicode=False, color=False).render(session)
-        # pyinstrument's flat listing sums by frame identifier, and every function's "[self]" part (its own time
-        # beside its callees') has the same one: that row is the total of them all, shown under the file of
-        # whichever it met last (a batch run's report named stock_platform/downloads/assets.py). Not one place.
-        rows = [line for line in flat.splitlines() if line[:1].isdigit() and " [self] " not in f" {line} "]
-        entries = rows[:PROFILE_TOP]
-        text = "Top functions (own time, s):\n" + "\n".join(entries) + "\n\nCall tree:\n" + tree
+        text = "Top functions (own time, s):\n" + "\n".join(top_functions(flat)) + "\n\nCall tree:\n" + tree
         Path(path).write_text(text.replace(f"{Path.cwd()}/", ""))  # paths relative to the checkout
+
+
+def top_functions(flat: str, count: int = PROFILE_TOP) -> list[str]:
+    """The first `count` functions of pyinstrument's flat listing, without its "[self]" row.
+
+    The flat listing sums by frame identifier, and every function's "[self]" part (its own time beside its
+    callees') has the same one: that row is the total of them all, shown under the file of whichever it met last (a
+    batch run's report named stock_platform/downloads/assets.py). Not one place.
+    """
+    rows = [line for line in flat.splitlines() if line[:1].isdigit() and " [self] " not in f" {line} "]
+    return rows[:count]
 
 
 def main() -> None:
