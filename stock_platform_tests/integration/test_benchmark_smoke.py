@@ -33,6 +33,7 @@ def test_benchmark_runs_end_to_end_on_a_tiny_input(tmp_path) -> None:
     result = json.loads((tmp_path / "latest.json").read_text())
     rows = result["bare_copy"]["rows"]
     assert rows > 0 and result["floor"]["runs"][0]["rows"] == rows
+    assert result["pipelined"]["runs"][0]["rows"] == rows  # the overlapped script loads the same rows
     assert result["platform"]["runs"][0]["full"]["rows_loaded"] == rows  # the platform loads what the floor loads
     assert result["platform"]["runs"][0]["no_change"]["companies_loaded"] == 0
     assert [(s["listed"], len(s["runs_seconds"])) for s in result["scale"]] == [(12, 1)]  # a median of --reps
@@ -40,7 +41,7 @@ def test_benchmark_runs_end_to_end_on_a_tiny_input(tmp_path) -> None:
     assert {"full run ≤ 1.25 × floor", "usual ÷ platform ≥ 3", "moonshot: full run ≤ 2.5 × bare COPY"} <= set(targets)
     assert all(t["value"] >= 0 and isinstance(t["met"], bool) for t in targets.values())
     report = (tmp_path / "latest.md").read_text()
-    assert "| floor script" in report
+    assert "| floor script" in report and "| pipelined script" in report and "platform ÷ pipelined script" in report
     # The profiled run: its top functions in the report, the whole profile beside it.
     assert "Where a full run's time goes" in report and result["profile_top"]
     assert "load_stock_batch" in (tmp_path / "latest.profile.txt").read_text()
