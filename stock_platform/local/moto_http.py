@@ -16,8 +16,8 @@ And `MOTO_PORT`, which moto reads to write its own URLs (queue URLs, subscriptio
 moto's dispatcher finds a request's service anew for every request, under one lock for the whole server: it lists
 moto's package folder (~200 `isdir` calls) and tries its URL patterns one by one. That was half the server's CPU:
 1,000 PUTs and 1,000 GETs of 60 KB from 16 threads cost it 3.4-4.3 CPU-s, 2.0-2.5 once each service's backend is
-remembered (`_Dispatcher`). The answer depends only on the service's host name, and the folder and the patterns are fixed for
-the life of the process, so remembering it changes no answer.
+remembered (`_Dispatcher`). The answer depends only on the service's host name, and the folder and the patterns
+are fixed for the life of the process, so remembering it changes no answer.
 
 `python -m stock_platform.local.moto_http --port N` (the local stack starts it: stack.start_moto).
 """
