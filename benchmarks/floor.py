@@ -14,6 +14,7 @@ import io
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
@@ -26,7 +27,6 @@ from botocore.config import Config
 from stock_platform.batch.schema import COLUMN_NAMES, create_table_sql
 from stock_platform.batch.selection import parse_company_list, resolve_selection
 from stock_platform.batch.transforms import MEMORY_POOL, parse_stock_csv, rejects_to_csv
-from stock_platform.batch.warehouse import blocks
 
 
 def prices_to_csv(prices: pa.Table) -> bytes:
@@ -185,6 +185,18 @@ def _upload_while_read(s3: Any, bucket: str, key: str, pieces: Any) -> None:
         UploadId=upload,
         MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]},
     )
+
+
+def blocks(pieces: Any, size: int) -> Iterator[bytes]:
+    """`pieces` (COPY TO's rows, one per message) joined into blocks of at least `size` bytes."""
+    block = bytearray()
+    for piece in pieces:
+        block += piece
+        if len(block) >= size:
+            yield bytes(block)
+            block.clear()
+    if block:
+        yield bytes(block)
 
 
 def bare_copy(dsn: str, schema: str, csv_chunks: list[bytes], table: str = "bare_copy") -> dict:

@@ -10,15 +10,15 @@ current is read from committed state, never inferred from what a run did.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+import select
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 import pyarrow as pa
-from psycopg import sql
-from psycopg.abc import Buffer
+from psycopg import pq, sql
 
 from stock_platform.batch import pgbinary
 from stock_platform.batch.quality import ROWS_MATCH_LEDGER, TABLE_RULES, UNIQUE_KEYS, Finding
@@ -383,27 +383,83 @@ def csv_export(
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         conn.execute("SET LOCAL DateStyle = 'ISO'")
         state = _table_state(conn, target)
-        with conn.cursor() as cur, cur.copy(sql.SQL("COPY ({}) TO STDOUT ({})").format(query, options)) as copy:
-            yield state, blocks(copy, EXPORT_BLOCK_BYTES)
+        with copy_out(conn, sql.SQL("COPY ({}) TO STDOUT ({})").format(query, options), EXPORT_BLOCK_BYTES) as out:
+            yield state, out
 
 
 EXPORT_BLOCK_BYTES = 1 << 20
 
 
-def blocks(pieces: Iterable[Buffer], size: int) -> Iterator[bytes]:
-    """`pieces` joined into blocks of at least `size` bytes (the last one may be shorter).
+@contextmanager
+def copy_out(conn: psycopg.Connection[Any], statement: sql.Composable, size: int) -> Iterator[Iterator[bytes]]:
+    """A `COPY ... TO STDOUT`'s data, in blocks of at least `size` bytes (the last may be shorter), to read while
+    the block runs.
 
-    COPY TO arrives one row per piece (PostgreSQL sends a message per row): handing 1.1 M rows one by one to the
-    upload cost ~1.5 s of the run's interpreter time; in blocks, the upload's Python runs once per megabyte.
+    Read with libpq's own calls (psycopg's documented low-level `pgconn`), not psycopg's `Copy`: PostgreSQL sends a
+    message per row, and psycopg spends several Python calls on each. Reading (and hashing) the 1.1 M rows of a
+    500-company extract took 0.55 CPU-s through psycopg's `Copy`, 0.33 this way. Leaving the block before the last
+    row reads the rest, as psycopg's `Copy` does, so the connection is usable again; an error PostgreSQL reports
+    raises.
     """
-    block = bytearray()
-    for piece in pieces:
-        block += piece
-        if len(block) >= size:
+    pgconn = conn.pgconn
+    pgconn.send_query(statement.as_bytes(conn))
+    _copy_result(pgconn, pq.ExecStatus.COPY_OUT)
+    finished = False
+
+    def read() -> Iterator[bytes]:
+        nonlocal finished
+        block = bytearray()
+        while True:
+            # Non-blocking (1): 0 means no whole row has arrived yet, -1 the end of the data, -2 an error.
+            length, row = pgconn.get_copy_data(1)
+            if length > 0:
+                block += row
+                if len(block) >= size:
+                    yield bytes(block)
+                    block.clear()
+            elif length == 0:
+                _wait_readable(pgconn)
+            elif length == -1:
+                break
+            else:
+                finished = True  # the connection failed: nothing more to read from it
+                raise psycopg.OperationalError(pgconn.get_error_message())
+        finished = True
+        if block:
             yield bytes(block)
-            block.clear()
-    if block:
-        yield bytes(block)
+
+    try:
+        yield read()
+    finally:
+        if not finished:
+            for _ in read():  # the rows not read: the connection is in COPY until they are
+                pass
+        _copy_result(pgconn, pq.ExecStatus.COMMAND_OK)
+
+
+def _wait_readable(pgconn: pq.abc.PGconn) -> None:
+    select.select([pgconn.socket], [], [])  # the interpreter is free while it waits
+    pgconn.consume_input()
+
+
+def _copy_result(pgconn: pq.abc.PGconn, expected: pq.ExecStatus) -> None:
+    """The statement's next result, which must have the `expected` status (an error PostgreSQL reports raises).
+    Unless the COPY is starting, the statement is over: every result it has left is read first, so that the
+    connection is ready for the next statement whatever happened."""
+    result = _next_result(pgconn)
+    if result is not None and result.status == expected == pq.ExecStatus.COPY_OUT:
+        return
+    while _next_result(pgconn) is not None:
+        pass
+    if result is None or result.status != expected:
+        message = result.error_message.decode(errors="replace").strip() if result is not None else "no result"
+        raise psycopg.DatabaseError(f"COPY TO failed: {message}")
+
+
+def _next_result(pgconn: pq.abc.PGconn) -> pq.abc.PGresult | None:
+    while pgconn.is_busy():
+        _wait_readable(pgconn)
+    return pgconn.get_result()
 
 
 def quality_findings(

@@ -229,3 +229,42 @@ def test_the_first_load_keeps_a_key_another_table_refers_to(stack, target) -> No
     with postgres.connect() as conn:
         commit = warehouse.replace_companies(conn, t, {"aapl": frame("aapl", [10.5])}, "r1")
     assert commit.rows_inserted == 1 and _key(stack) == key
+
+
+SERIES = "COPY (SELECT x, repeat('v', x % 7) FROM generate_series(1, 5000) AS x) TO STDOUT (FORMAT csv)"
+
+
+def psycopg_copy(conn: psycopg.Connection, statement: str) -> bytes:
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        return b"".join(bytes(row) for row in copy)
+
+
+def test_copy_out_reads_what_psycopg_reads_in_blocks(stack) -> None:
+    with stack.connect() as conn:
+        expected = psycopg_copy(conn, SERIES)
+        with warehouse.copy_out(conn, psycopg.sql.SQL(SERIES), size=4096) as out:
+            blocks = list(out)
+        assert b"".join(blocks) == expected and len(expected) > 40_000
+        assert all(len(b) >= 4096 for b in blocks[:-1]) and all(type(b) is bytes for b in blocks)
+        assert conn.execute("SELECT 42").fetchone() == (42,)  # the connection is ready for the next statement
+
+
+def test_copy_out_left_early_leaves_the_connection_usable(stack) -> None:
+    with stack.connect() as conn:
+        with conn.transaction():
+            with warehouse.copy_out(conn, psycopg.sql.SQL(SERIES), size=4096) as out:
+                first = next(out)  # the reader stops here: the rest is read on leaving the block
+            assert first.startswith(b"1,v\n")
+            assert conn.execute("SELECT 7").fetchone() == (7,)
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE  # committed
+
+
+def test_copy_out_raises_what_postgresql_reports_mid_copy(stack) -> None:
+    failing = "COPY (SELECT 1 / (5000 - x) FROM generate_series(1, 5000) AS x) TO STDOUT"  # the last row divides by 0
+    with stack.connect() as conn:
+        with (
+            pytest.raises(psycopg.DatabaseError, match="division by zero"),
+            warehouse.copy_out(conn, psycopg.sql.SQL(failing), size=1 << 20) as out,
+        ):
+            list(out)
+        assert conn.execute("SELECT 1").fetchone() == (1,)
