@@ -9,10 +9,11 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
+from stock_platform.batch import assets
 from stock_platform.batch.keys import COMPANY_STOCK_PRICES
 from stock_platform.batch.summary import CompanyStatus
 from stock_platform.definitions import defs
-from stock_platform.event_log import HeldSqliteEventLogStorage
+from stock_platform.event_log import HeldSqliteEventLogStorage, log_materializations
 from stock_platform.local import sample
 from stock_platform.local.report import execute_batch
 from stock_platform.local.stack import write_local_instance
@@ -238,26 +239,41 @@ def test_materializations_are_recorded_per_processed_company(stack, batch, insta
     assert len(instance.fetch_materializations(dg.AssetKey("company_stock_prices"), limit=1000).records) == len(frames)
 
 
-def test_the_local_instance_stores_the_frames_in_batches(stack, batch, tmp_path, monkeypatch) -> None:
-    """Each group of frames stored by the time the step records them is one write to the event log (one
-    transaction per database), and every processed company still has its own materialization."""
+def test_the_local_instance_stores_each_group_of_frames_in_one_write(stack, batch, tmp_path, monkeypatch) -> None:
+    """Each group of frames stored by the time the step records them is one write to the event log (a batch: one
+    transaction per database; a group of one is stored alone, as Dagster does), and every processed company still
+    has its own materialization."""
     home = tmp_path / "home"
     write_local_instance(home)
-    batches: list[list[str]] = []
-    store_event_batch = HeldSqliteEventLogStorage.store_event_batch
+    groups: list[list[str]] = []
+    writes: list[list[str]] = []
 
-    def recording(self, events):
-        batches.append(
-            [
-                e.dagster_event.partition
-                for e in events
-                if e.dagster_event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
-                and e.dagster_event.asset_key == COMPANY_STOCK_PRICES
-            ]
+    def grouping(context, materializations):
+        groups.append(sorted(m.partition for m in materializations))
+        return log_materializations(context, materializations)
+
+    def frames_of(events) -> list[str]:
+        return sorted(
+            e.dagster_event.partition
+            for e in events
+            if e.dagster_event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
+            and e.dagster_event.asset_key == COMPANY_STOCK_PRICES
         )
+
+    store_event, store_event_batch = HeldSqliteEventLogStorage.store_event, HeldSqliteEventLogStorage.store_event_batch
+
+    def one(self, event):
+        if written := frames_of([event]):
+            writes.append(written)
+        store_event(self, event)
+
+    def many(self, events):
+        writes.append(frames_of(events))
         store_event_batch(self, events)
 
-    monkeypatch.setattr(HeldSqliteEventLogStorage, "store_event_batch", recording)
+    monkeypatch.setattr(assets, "log_materializations", grouping)
+    monkeypatch.setattr(HeldSqliteEventLogStorage, "store_event", one)
+    monkeypatch.setattr(HeldSqliteEventLogStorage, "store_event_batch", many)
     monkeypatch.delenv(EVENT_BATCH_SIZE, raising=False)  # as in a new process: loading the definitions sets it
     with dg.DagsterInstance.from_config(str(home)) as local:
         assert execute_batch(instance=local).success
@@ -265,7 +281,8 @@ def test_the_local_instance_stores_the_frames_in_batches(stack, batch, tmp_path,
 
     processed = set(listed_files(batch)) - {sample.MISSING_COMPANY}
     assert {r.partition_key for r in frames} == processed
-    assert sorted(p for b in batches for p in b) == sorted(processed)  # each once, and all in batches
+    assert sorted(c for g in groups for c in g) == sorted(processed)  # each company in one group
+    assert sorted(w for w in writes if w) == sorted(groups)  # each group one write
 
 
 def test_the_table_alone_loads_only_the_stored_frames_that_changed(stack, batch, instance) -> None:
