@@ -11,8 +11,6 @@ machine with spare cores that is the practical limit of a run; on 2 CPUs the pha
 """
 
 import io
-import queue
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -27,6 +25,7 @@ from botocore.config import Config
 from stock_platform.batch.schema import COLUMN_NAMES, create_table_sql
 from stock_platform.batch.selection import parse_company_list, resolve_selection
 from stock_platform.batch.transforms import MEMORY_POOL, parse_stock_csv, rejects_to_csv
+from stock_platform.resources.s3 import SourceBucket
 
 
 def prices_to_csv(prices: pa.Table) -> bytes:
@@ -112,14 +111,14 @@ def run_pipelined(bucket: str, dsn: str, schema: str, table: str = "historical_s
     files = _files(s3, bucket)
     target = f'"{schema}"."{table}"'
 
-    def work(item: tuple[str, str]) -> tuple[str, int, bytes | None]:
+    def work(item: tuple[str, str]) -> tuple[int, bytes | None]:
         company, name = item
         parsed = parse_stock_csv(s3.get_object(Bucket=bucket, Key=f"Stocks/{name}")["Body"].read(), company)
         if parsed.rows_rejected:
             s3.put_object(Bucket=bucket, Key=f"Rejected/pipelined/{company}.csv", Body=rejects_to_csv(parsed.rejects))
         if parsed.status == "rejected" or not parsed.rows_loaded:
-            return company, 0, None
-        return company, parsed.rows_loaded, prices_to_csv(parsed.prices)
+            return 0, None
+        return parsed.rows_loaded, prices_to_csv(parsed.prices)
 
     rows = 0
     with psycopg.connect(dsn) as conn, ThreadPoolExecutor(threads) as pool:
@@ -129,7 +128,7 @@ def run_pipelined(bucket: str, dsn: str, schema: str, table: str = "historical_s
         futures = [pool.submit(work, item) for item in files.items()]
         with conn.cursor().copy(f"COPY {target} ({', '.join(COLUMN_NAMES)}) FROM STDIN (FORMAT csv)") as copy:
             for future in as_completed(futures):
-                _, loaded, csv_rows = future.result()
+                loaded, csv_rows = future.result()
                 if csv_rows is not None:
                     copy.write(csv_rows)
                     rows += loaded
@@ -138,7 +137,8 @@ def run_pipelined(bucket: str, dsn: str, schema: str, table: str = "historical_s
         with conn.cursor().copy(
             f"COPY (SELECT * FROM {target} ORDER BY company_name, stock_date) TO STDOUT (FORMAT csv)"
         ) as copy:
-            _upload_while_read(s3, bucket, "Output/pipelined.csv", copy)
+            # The platform's streamed upload (boto3's multipart upload_fileobj), fed blocks as COPY TO sends rows.
+            SourceBucket(bucket=bucket).upload_stream("Output/pipelined.csv", blocks(copy, 1 << 20), "text/csv")
     ended = time.perf_counter()
     return {
         "seconds": ended - started,
@@ -146,45 +146,6 @@ def run_pipelined(bucket: str, dsn: str, schema: str, table: str = "historical_s
         "output_seconds": ended - loaded_at,
         "rows": rows,
     }
-
-
-PART_BYTES = 8 << 20  # S3's multipart parts: 5 MB at least
-
-
-def _upload_while_read(s3: Any, bucket: str, key: str, pieces: Any) -> None:
-    """A multipart upload of `pieces` (COPY TO's rows), each part sent by a thread while the next is read."""
-    parts: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=2)
-    upload = s3.create_multipart_upload(Bucket=bucket, Key=key, ContentType="text/csv")["UploadId"]
-    etags: dict[int, str] = {}
-    failed: list[BaseException] = []
-
-    def send() -> None:
-        while (part := parts.get()) is not None:
-            if failed:
-                continue  # drain: the reader must not block on a full queue
-            try:
-                response = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=part[0], Body=part[1])
-                etags[part[0]] = response["ETag"]
-            except BaseException as error:  # noqa: BLE001 - raised in the reader's thread
-                failed.append(error)
-
-    sender = threading.Thread(target=send)
-    sender.start()
-    try:
-        for number, body in enumerate(blocks(pieces, PART_BYTES), start=1):
-            parts.put((number, body))
-    finally:
-        parts.put(None)
-        sender.join()
-    if failed:
-        s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload)
-        raise failed[0]
-    s3.complete_multipart_upload(
-        Bucket=bucket,
-        Key=key,
-        UploadId=upload,
-        MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]},
-    )
 
 
 def blocks(pieces: Any, size: int) -> Iterator[bytes]:
