@@ -38,7 +38,14 @@ from stock_platform.batch.quality import Finding, QualityPolicy
 from stock_platform.batch.schema import prepare_tables
 from stock_platform.batch.sources import Batch, read_batch
 from stock_platform.batch.spool import FrameSpool, SpooledFile
-from stock_platform.batch.summary import CompanyResult, CompanyStatus, ExtractState, RowCounts, RunSummary
+from stock_platform.batch.summary import (
+    CompanyResult,
+    CompanyStatus,
+    ExtractState,
+    RowCounts,
+    RunSummary,
+    TableState,
+)
 from stock_platform.batch.transforms import ParsedFile
 from stock_platform.resources.postgres import PostgresResource
 from stock_platform.resources.s3 import SourceBucket
@@ -88,6 +95,9 @@ class BatchRun:
         # change to the summary goes through `_update`, so none is lost.
         self._lock = threading.Lock()
         self._listed: list[str] | None = None  # the batch's companies, once read
+        # The table's state as last counted (by the checks or the extract): the extract and the summary take it
+        # while the table is still at its version (warehouse.table_state).
+        self._counted: TableState | None = None
 
     @contextmanager
     def _phase(self, name: str) -> Iterator[None]:
@@ -260,7 +270,8 @@ class BatchRun:
 
     def check(self) -> dict[str, Finding]:
         with self._phase("checks"), self.postgres.connect() as conn:
-            self.findings = warehouse.quality_findings(conn, self.target, today=datetime.date.today())
+            inspection = warehouse.quality_findings(conn, self.target, today=datetime.date.today())
+        self.findings, self._counted = inspection.findings, inspection.state
         return self.findings
 
     def export(self) -> ExtractState:
@@ -284,8 +295,9 @@ class BatchRun:
                 # held whole, and the COPY and the upload overlap. The upload records the snapshot's version.
                 with (
                     self.postgres.connect() as conn,
-                    warehouse.csv_export(conn, self.target, header=self.include_header) as (state, chunks),
+                    warehouse.csv_export(conn, self.target, self.include_header, self._counted) as (state, chunks),
                 ):
+                    self._counted = state
                     self.bucket.upload_stream(
                         self.bucket.output_key,
                         chunks,
@@ -306,7 +318,7 @@ class BatchRun:
     def finish(self) -> RunSummary:
         """The summary with the table, and the companies it holds that are no longer listed, as they stand now."""
         with self.postgres.connect() as conn:
-            self.summary = replace(self.summary, table=warehouse.table_state(conn, self.target))
+            self.summary = replace(self.summary, table=warehouse.table_state(conn, self.target, self._counted))
             if self._listed is not None:
                 stale = warehouse.stale_companies(conn, self.target, self._listed)
                 self.summary = replace(self.summary, stale=stale)

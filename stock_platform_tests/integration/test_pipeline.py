@@ -6,12 +6,14 @@ import hashlib
 import io
 
 import dagster as dg
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stock_platform.batch import assets
+from stock_platform.batch import assets, pipeline, warehouse
 from stock_platform.batch.keys import COMPANY_STOCK_PRICES
-from stock_platform.batch.summary import CompanyStatus
+from stock_platform.batch.schema import ARROW_SCHEMA
+from stock_platform.batch.summary import CompanyStatus, ExtractState
 from stock_platform.definitions import defs
 from stock_platform.event_log import HeldSqliteEventLogStorage, log_materializations
 from stock_platform.local import sample
@@ -163,6 +165,47 @@ def test_a_changed_file_replaces_exactly_that_companys_rows(stack, batch, instan
     assert outcome.summary.commit is not None and outcome.summary.commit.companies == (changed,)
     assert stack.query("SELECT count(*) FROM {t} WHERE company_name = %s", (changed,)) == [(10,)]
     assert stack.query("SELECT * FROM {t} WHERE company_name = %s ORDER BY stock_date", (other,)) == other_rows
+
+
+def test_the_summary_counts_the_table_again_when_another_write_lands_after_the_checks(
+    stack, batch, instance, monkeypatch
+) -> None:
+    """The checks' counts stand for the table only while its version holds: a run committing in between (here
+    right after the extract) makes the summary count the table as it now is, and the extract say it is older."""
+    export = pipeline.BatchRun.export
+
+    def export_then_another_run_commits(run: pipeline.BatchRun) -> ExtractState:
+        extract = export(run)
+        with run.postgres.connect() as conn:
+            frame = warehouse.with_source(
+                pa.table(
+                    {
+                        "stock_date": [dt.date(2017, 11, 1)],
+                        "open_value": [1.0],
+                        "high_value": [1.0],
+                        "low_value": [1.0],
+                        "close_value": [1.0],
+                        "volume_traded": [1],
+                        "daily_percent_change": [0.0],
+                        "value_change": [0.0],
+                        "company_name": ["zzzz"],
+                    },
+                    schema=ARROW_SCHEMA,
+                ),
+                "Stocks/zzzz.us.txt",
+                "e1",
+            )
+            warehouse.replace_companies(conn, run.target, {"zzzz": frame}, "another-run")
+        return extract
+
+    monkeypatch.setattr(pipeline.BatchRun, "export", export_then_another_run_commits)
+    outcome = execute_batch(instance=instance)
+    assert outcome.success, outcome.error
+    s = outcome.summary
+    assert s.commit is not None and s.table is not None and s.extract is not None
+    rows = stack.query("SELECT count(*), count(DISTINCT company_name) FROM {t}")[0]
+    assert (s.table.rows, s.table.companies) == rows and s.table.version == s.commit.version + 1
+    assert s.extract.version == s.commit.version and s.extract.rows == s.table.rows - 1
 
 
 def test_a_failure_mid_load_leaves_the_table_as_it_was(stack, batch, instance) -> None:

@@ -98,7 +98,7 @@ def test_prune_stale_export_and_findings(stack, target) -> None:
         assert csv.decode().splitlines()[0] == "2017-11-01,10,11,9,10.5,100,5,0.5,aapl"
 
         conn.execute(f'UPDATE "{stack.schema}"."{t.table}" SET low_value = 20, volume_traded = -1')
-        findings = warehouse.quality_findings(conn, t, today=dt.date(2026, 11, 23))
+        findings = warehouse.quality_findings(conn, t, today=dt.date(2026, 11, 23)).findings
     assert findings[CONSISTENT_OHLC.name].count == 2 and findings[NON_NEGATIVE_VOLUME.name].count == 2
     assert findings[NON_NEGATIVE_VOLUME.name].samples == ["aapl 2017-11-01", "aapl 2017-11-02"]
     assert findings[UNIQUE_KEYS.name].passed and findings[ROWS_MATCH_LEDGER.name].passed
@@ -110,7 +110,7 @@ def test_findings_name_ledger_mismatches_and_count_duplicates_when_the_key_is_mi
     data = f'"{stack.schema}"."{t.table}"'
     with postgres.connect() as conn:
         warehouse.replace_companies(conn, t, {c: frame(c, [10.5, 12.0, 11.0]) for c in ("aapl", "ge")}, "r1")
-        findings = warehouse.quality_findings(conn, t, today=today)
+        findings = warehouse.quality_findings(conn, t, today=today).findings
         assert findings[UNIQUE_KEYS.name].passed
         assert findings[UNIQUE_KEYS.name].basis == "primary key (company_name, stock_date) enforced by PostgreSQL"
         assert findings[ROWS_MATCH_LEDGER.name].passed
@@ -119,7 +119,7 @@ def test_findings_name_ledger_mismatches_and_count_duplicates_when_the_key_is_mi
         conn.execute(f"DELETE FROM {data} WHERE company_name = 'ge' AND stock_date = '2017-11-02'")
     with postgres.connect() as conn:
         conn.execute(f"UPDATE {data} SET company_name = 'zz' WHERE company_name = 'ge' AND stock_date = '2017-11-03'")
-        findings = warehouse.quality_findings(conn, t, today=today)
+        findings = warehouse.quality_findings(conn, t, today=today).findings
     assert findings[ROWS_MATCH_LEDGER.name].count == 2
     assert findings[ROWS_MATCH_LEDGER.name].samples == ["ge: ledger 3, table 1", "zz: ledger 0, table 1"]
 
@@ -127,7 +127,7 @@ def test_findings_name_ledger_mismatches_and_count_duplicates_when_the_key_is_mi
         conn.execute(f"ALTER TABLE {data} DROP CONSTRAINT {t.table}_pkey")
         duplicates = f"SELECT * FROM {data} WHERE company_name = 'aapl' AND stock_date < '2017-11-03'"
         conn.execute(f"INSERT INTO {data} {duplicates}")
-        findings = warehouse.quality_findings(conn, t, today=today)
+        findings = warehouse.quality_findings(conn, t, today=today).findings
     assert findings[UNIQUE_KEYS.name].count == 2
     assert findings[UNIQUE_KEYS.name].samples == ["aapl 2017-11-01", "aapl 2017-11-02"]
     assert findings[UNIQUE_KEYS.name].basis == "a scan of the table"
@@ -268,3 +268,30 @@ def test_copy_out_raises_what_postgresql_reports_mid_copy(stack) -> None:
         ):
             list(out)
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_the_checks_count_the_table_state_in_their_scan_and_a_known_state_holds_until_the_version_moves(
+    stack, target
+) -> None:
+    postgres, t = target
+    today = dt.date(2026, 11, 23)
+    with postgres.connect() as conn:
+        assert warehouse.quality_findings(conn, t, today=today).state == TableState(0, 0, None, None, 0)
+        frames = {"aapl": frame("aapl", [10.5, 11.0], start=3), "ge": frame("ge", [9.5, 9.0, 9.25], start=1)}
+        warehouse.replace_companies(conn, t, frames, "r1")
+        counted = warehouse.quality_findings(conn, t, today=today).state
+        assert counted == warehouse.table_state(conn, t) == TableState(5, 2, "2017-11-01", "2017-11-04", 1)
+
+        # At the same version, a known state is the state: the table is not counted again (a made-up count shows
+        # which was returned), by the summary's read and by the extract's.
+        known = TableState(99, 7, "1999-01-01", "1999-12-31", counted.version)
+        assert warehouse.table_state(conn, t, known) == known
+        with warehouse.csv_export(conn, t, known=known) as (exported, chunks):
+            assert exported == known and len(b"".join(chunks).splitlines()) == 5
+
+        # Once a load moves the version, the known state is stale, and both count the table.
+        warehouse.replace_companies(conn, t, {"msft": frame("msft", [20.0])}, "r2")
+        assert warehouse.table_state(conn, t, known) == TableState(6, 3, "2017-11-01", "2017-11-04", 2)
+        with warehouse.csv_export(conn, t, known=known) as (exported, chunks):
+            assert exported == TableState(6, 3, "2017-11-01", "2017-11-04", 2)
+            assert len(b"".join(chunks).splitlines()) == 6
