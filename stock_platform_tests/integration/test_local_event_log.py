@@ -63,14 +63,21 @@ def observation(run_id: str, partition: str, version: str, timestamp: float) -> 
 
 
 def contents(db_file: Path) -> dict[str, list[tuple[object, ...]]]:
-    """Every row of every table of a SQLite database, in insertion order, but for when its migrations ran."""
+    """Every row of every table of a SQLite database, in insertion order, but for when its migrations ran and the
+    columns SQLite fills from the clock (`asset_keys.create_timestamp`): two stores a second apart differ there."""
     with sqlite3.connect(db_file) as conn:
         tables = [
             row[0]
             for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
             if row[0] != "secondary_indexes"
         ]
-        return {table: conn.execute(f'SELECT * FROM "{table}" ORDER BY rowid').fetchall() for table in tables}
+        rows: dict[str, list[tuple[object, ...]]] = {}
+        for table in tables:
+            # PRAGMA table_info: (cid, name, type, notnull, default, pk)
+            info = conn.execute(f'PRAGMA table_info("{table}")').fetchall()
+            columns = ", ".join(f'"{c[1]}"' for c in info if "CURRENT_TIMESTAMP" not in str(c[4]).upper())
+            rows[table] = conn.execute(f'SELECT {columns} FROM "{table}" ORDER BY rowid').fetchall()
+        return rows
 
 
 def partitions_of(storage: HeldSqliteEventLogStorage, run_id: str) -> list[str]:
