@@ -6,13 +6,11 @@ import hashlib
 import io
 
 import dagster as dg
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from stock_platform.batch import assets, pipeline, warehouse
 from stock_platform.batch.keys import COMPANY_STOCK_PRICES
-from stock_platform.batch.schema import ARROW_SCHEMA
 from stock_platform.batch.summary import CompanyStatus, ExtractState
 from stock_platform.definitions import defs
 from stock_platform.event_log import HeldSqliteEventLogStorage, log_materializations
@@ -20,6 +18,7 @@ from stock_platform.local import sample
 from stock_platform.local.report import execute_batch
 from stock_platform.local.stack import write_local_instance
 from stock_platform.runtime import EVENT_BATCH_SIZE
+from stock_platform_tests.frames import frame
 
 pytestmark = pytest.mark.integration
 
@@ -177,25 +176,7 @@ def test_the_summary_counts_the_table_again_when_another_write_lands_after_the_c
     def export_then_another_run_commits(run: pipeline.BatchRun) -> ExtractState:
         extract = export(run)
         with run.postgres.connect() as conn:
-            frame = warehouse.with_source(
-                pa.table(
-                    {
-                        "stock_date": [dt.date(2017, 11, 1)],
-                        "open_value": [1.0],
-                        "high_value": [1.0],
-                        "low_value": [1.0],
-                        "close_value": [1.0],
-                        "volume_traded": [1],
-                        "daily_percent_change": [0.0],
-                        "value_change": [0.0],
-                        "company_name": ["zzzz"],
-                    },
-                    schema=ARROW_SCHEMA,
-                ),
-                "Stocks/zzzz.us.txt",
-                "e1",
-            )
-            warehouse.replace_companies(conn, run.target, {"zzzz": frame}, "another-run")
+            warehouse.replace_companies(conn, run.target, {"zzzz": frame("zzzz", [1.0])}, "another-run")
         return extract
 
     monkeypatch.setattr(pipeline.BatchRun, "export", export_then_another_run_commits)
