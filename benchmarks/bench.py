@@ -157,6 +157,36 @@ def measure_scale_out(bucket: str, database_url: str, dsn: str, work: Path, rang
     return outcome
 
 
+def measure_scales(listed_counts: list[int], files: int, reps: int, database_url: str, dsn: str, work: Path) -> list:
+    """The scale runs: medians of `reps` per listed count, as every ratio of the report (one run varies by a second
+    or more here, which made the time-per-row target turn on a single slow run).
+
+    The runs go round the scales (250, 500, 1000, 250, ...) rather than one scale after another: a slow spell of the
+    machine, or PostgreSQL still writing out what the measurement before them loaded, then falls on every scale
+    alike. One after another, the first scale's three runs followed the four concurrent scale-out loads and took
+    6.8-7.9 s where runs of the same batch between others took 4.3 s."""
+    buckets = {}
+    for listed_count in listed_counts:
+        scaled = sample.generate(companies=max(files, listed_count), listed=listed_count)
+        buckets[listed_count] = f"scale-{listed_count}-{uuid.uuid4().hex[:6]}"
+        upload(buckets[listed_count], scaled)
+    runs: dict[int, list[dict]] = {listed_count: [] for listed_count in listed_counts}
+    for _ in range(reps):
+        for listed_count, bucket in buckets.items():
+            label = f"scale{listed_count}"
+            runs[listed_count].append(measure_platform(bucket, database_url, dsn, work, label, no_change=False)["full"])
+    scale = []
+    for listed_count, scale_runs in runs.items():
+        run = {**median_run(scale_runs), "runs_seconds": [r["run_seconds"] for r in scale_runs]}
+        scale.append({"listed": listed_count, **run})
+        print(
+            f"scale {listed_count}: {run['run_seconds']:.1f}s (of {[round(s, 2) for s in run['runs_seconds']]}), "
+            f"{run['peak_rss_mb']:.0f} MB",
+            flush=True,
+        )
+    return scale
+
+
 def remove_run_homes(work: Path) -> None:
     for home in work.glob("home_*"):
         shutil.rmtree(home, ignore_errors=True)
@@ -244,6 +274,10 @@ def pipeline_targets(downloads: dict | None, quotes: dict | None, latency: dict 
             samples = [m["latency_s"] for m in latency[kind]]
             if samples:
                 latency[f"{kind}_median_s"], latency[f"{kind}_p95_s"] = median(samples), p95(samples)
+            split = [m["stages"] for m in latency[kind] if m.get("stages")]
+            if split:
+                latency[f"{kind}_stages_median_s"] = {name: median([s[name] for s in split]) for name in split[0]}
+                latency[f"{kind}_stages_samples"] = len(split)
         if latency["marker_run_seconds"]:
             latency["marker_run_median_s"] = median(latency["marker_run_seconds"])
         if latency["alerts"]:
@@ -360,24 +394,9 @@ def main(argv: list[str] | None = None) -> int:
             scale_out = measure_scale_out(bucket, database_url, dsn, work, args.scale_out_ranges)
             print(f"scale-out: {scale_out}", flush=True)
 
-        scale = []
-        for listed_count in [int(s) for s in args.scales.split(",") if s]:
-            scaled = sample.generate(companies=max(args.companies, listed_count), listed=listed_count)
-            scale_bucket = f"scale-{listed_count}-{uuid.uuid4().hex[:6]}"
-            upload(scale_bucket, scaled)
-            # Medians of --reps, as every ratio of the report: one run varies by a second or more here, which made
-            # the time-per-row target turn on a single slow run.
-            scale_runs = [
-                measure_platform(scale_bucket, database_url, dsn, work, f"scale{listed_count}", no_change=False)["full"]
-                for _ in range(args.reps)
-            ]
-            run = {**median_run(scale_runs), "runs_seconds": [r["run_seconds"] for r in scale_runs]}
-            scale.append({"listed": listed_count, **run})
-            print(
-                f"scale {listed_count}: {run['run_seconds']:.1f}s (of {[round(s, 2) for s in run['runs_seconds']]}), "
-                f"{run['peak_rss_mb']:.0f} MB",
-                flush=True,
-            )
+        scale = measure_scales(
+            [int(s) for s in args.scales.split(",") if s], args.companies, args.reps, database_url, dsn, work
+        )
         if args.full_dataset_files:
             full = sample.generate(companies=args.full_dataset_files, listed=args.full_dataset_files)
             full_bucket = f"full-{uuid.uuid4().hex[:6]}"
@@ -563,6 +582,22 @@ def render_latency(latency: dict, run_s: float) -> list[str]:
             f"| quote on the stream → its alert in SQS | {len(latency['alerts'])} | {latency['alerts_median_s']} | "
             f"{latency['alerts_p95_s']} |"
         )
+    split = {kind: latency.get(f"{kind}_stages_median_s") for kind in ("markers", "alerts")}
+    if any(split.values()):
+        lines += [
+            "",
+            "Where that wait went, from the event times of the run each sample started (medians of the samples whose "
+            "run was found; tick: the PUT → the sensor queued the run; queue: → the queue daemon dequeued it; "
+            "launch: → the run worker began; run: → the alert, or the run's success; message: the run's success → "
+            "the run-status sensor's message):",
+            "",
+            "| samples | tick | queue | launch | run | message |",
+            "|---|---|---|---|---|---|",
+        ]
+        for kind, stages in split.items():
+            if stages:
+                cells = " | ".join(str(stages[name]) for name in ("tick", "queue", "launch", "run", "message"))
+                lines.append(f"| {kind} ({latency[f'{kind}_stages_samples']}) | {cells} |")
     return lines
 
 

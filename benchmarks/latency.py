@@ -8,7 +8,9 @@ worker process per run) on the local stack, with a 5 s sensor interval:
 
 Latency runs from just before the PUT (or PutRecord) to SQS's `SentTimestamp` of the message, so the polling of
 the queue adds nothing. Before each sample the bench waits a random fraction of the interval, so the samples do
-not all land at the same phase of the sensor's tick.
+not all land at the same phase of the sensor's tick. Each sample is also split into stages by the event times of
+the run it started (the first run of its job queued after the PUT): waiting for the sensor's tick, in the run
+queue, the run worker's launch, the run itself, and (markers) the run-status sensor's message after the run.
 """
 
 from __future__ import annotations
@@ -38,6 +40,13 @@ from stock_platform.local.stack import (
 
 MARKER = "incoming/.SUCCESS"
 PREFIX = "BENCH"
+RUN_EVENTS = {
+    dg.DagsterEventType.RUN_ENQUEUED: "enqueued",
+    dg.DagsterEventType.RUN_STARTING: "launching",  # the queue daemon's hand-over to the launcher
+    dg.DagsterEventType.RUN_START: "started",
+    dg.DagsterEventType.RUN_SUCCESS: "succeeded",
+}
+JOBS = {"markers": "stock_batch_job", "alerts": "quote_ingest_job"}
 HANG_S = 900.0  # only bounds a wait for something that never comes
 STOP_TIMEOUT_S = 60.0
 
@@ -146,7 +155,7 @@ def measure_latency(
                 sink.queue_url, lambda m: json.loads(m["Body"])["Subject"].startswith(f"{PREFIX}_Pipeline_")
             )
             subject = json.loads(message["Body"])["Subject"]
-            outcome["markers"].append({"latency_s": round(sent - put, 3), "subject": subject})
+            outcome["markers"].append({"latency_s": round(sent - put, 3), "subject": subject, "put": put, "sent": sent})
             print(f"marker {i + 1}: {sent - put:.1f}s ({subject})", flush=True)
         if stream is not None:
             for i, (company, close) in enumerate(last_closes(dsn, schema, alerts)):
@@ -167,18 +176,55 @@ def measure_latency(
                         m.get("MessageAttributes", {}).get("ticker", {}).get("StringValue") in (t, "digest")
                     ),
                 )
-                outcome["alerts"].append({"latency_s": round(sent - put, 3), "ticker": ticker})
+                outcome["alerts"].append(
+                    {"latency_s": round(sent - put, 3), "ticker": ticker, "put": put, "sent": sent}
+                )
                 print(f"alert {i + 1}: {sent - put:.1f}s", flush=True)
     finally:
         stop_process_group(daemon, STOP_TIMEOUT_S)
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        runs = [r for r in instance.get_runs() if r.job_name == "stock_batch_job"]
-        durations = []
-        for run in runs:
-            stats = instance.get_run_stats(run.run_id)
-            if stats.start_time and stats.end_time:
-                durations.append(round(stats.end_time - stats.start_time, 3))
-        outcome["marker_run_seconds"] = durations
+        runs = {kind: run_event_times(instance, job) for kind, job in JOBS.items()}
+    outcome["marker_run_seconds"] = [
+        round(r["succeeded"] - r["started"], 3) for r in runs["markers"] if "started" in r and "succeeded" in r
+    ]
+    for kind in JOBS:
+        for sample in outcome[kind]:
+            sample["stages"] = stages(sample["put"], sample["sent"], runs[kind])
     return outcome
+
+
+def run_event_times(instance: dg.DagsterInstance, job_name: str) -> list[dict[str, float]]:
+    """Each run of the job: the times (epoch s) of its queue, launch and run events, in the order they were queued."""
+    runs = []
+    for run in instance.get_runs(filters=dg.RunsFilter(job_name=job_name)):
+        times = {
+            RUN_EVENTS[entry.dagster_event_type]: entry.timestamp
+            for entry in instance.all_logs(run.run_id, of_type=set(RUN_EVENTS))
+            if entry.dagster_event_type is not None
+        }
+        if "enqueued" in times:
+            runs.append(times)
+    return sorted(runs, key=lambda times: times["enqueued"])
+
+
+def stages(put: float, sent: float, runs: list[dict[str, float]]) -> dict[str, float] | None:
+    """Where one sample's wait went, from the first run queued after its PUT (None when there is none, or the
+    message came before that run started: then it was not that run's).
+
+    tick: PUT → the sensor queued the run; queue: → the queue daemon dequeued it; launch: → the run worker began
+    execution; run: → the message (alerts, published by the run) or the run's success (markers); message: the run's
+    success → the run-status sensor's message (markers)."""
+    run = next((r for r in runs if r["enqueued"] >= put), None)
+    if run is None or not {"launching", "started"} <= run.keys() or sent < run["started"]:
+        return None
+    ran_until = min(sent, run.get("succeeded", sent))
+    split = {
+        "tick": run["enqueued"] - put,
+        "queue": run["launching"] - run["enqueued"],
+        "launch": run["started"] - run["launching"],
+        "run": ran_until - run["started"],
+        "message": sent - ran_until,
+    }
+    return {name: round(seconds, 3) for name, seconds in split.items()}

@@ -71,4 +71,8 @@ def test_benchmark_runs_end_to_end_on_a_tiny_input(tmp_path) -> None:
     assert len(latency["marker_run_seconds"]) == 1 and len(latency["alerts"]) == 1
     assert 0 < latency["markers_median_s"] == latency["markers_p95_s"]
     assert latency["alerts_median_s"] > 0 and "quote → alert p95 ≤ 3 sensor intervals (15 s)" in targets
+    for kind in ("markers", "alerts"):  # each sample split by the run it started: the stages add up to its wait
+        [sample] = latency[kind]
+        assert abs(sum(sample["stages"].values()) - sample["latency_s"]) < 0.01
+        assert latency[f"{kind}_stages_samples"] == 1
     assert "| marker upload → `_Pipeline_Success` in SQS" in report
