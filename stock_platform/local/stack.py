@@ -366,6 +366,7 @@ run_coordinator:
   module: dagster.core.run_coordinator
   class: QueuedRunCoordinator
   config:
+    dequeue_interval_seconds: 1  # as production's dagster.yaml, which says why
     tag_concurrency_limits:
       - key: stock_platform/target
         limit: 1

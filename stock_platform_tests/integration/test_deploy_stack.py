@@ -615,6 +615,8 @@ def test_the_ecs_instance_loads_on_the_stack_and_speaks_only_tls(deployed: Deplo
     queue = instance.run_coordinator.get_run_queue_config()
     assert queue.max_concurrent_runs == 4
     assert [(limit["key"], limit["limit"]) for limit in queue.tag_concurrency_limits] == [("stock_platform/target", 1)]
+    assert isinstance(instance.run_coordinator, dg.QueuedRunCoordinator)
+    assert instance.run_coordinator.dequeue_interval_seconds == 1
     assert instance.run_monitoring_enabled and instance.run_retries_enabled
     assert type(instance.compute_log_manager).__name__ == "S3ComputeLogManager"
     with instance.compute_log_manager.capture_logs(["deploy-test", "step"]):
@@ -731,4 +733,6 @@ def test_the_single_machine_instance_takes_the_image_default_port(stack, tmp_pat
         with dg.DagsterInstance.from_config(str(home)) as instance:
             assert type(instance.run_storage).__name__ == "PostgresRunStorage"
             assert type(instance.run_launcher).__name__ == "DefaultRunLauncher"
+            assert isinstance(instance.run_coordinator, dg.QueuedRunCoordinator)
+            assert instance.run_coordinator.dequeue_interval_seconds == 1
             assert instance.get_runs() == []

@@ -19,6 +19,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dagster as dg
 import psutil
 import psycopg
 import pytest
@@ -31,6 +32,7 @@ from stock_platform.local.stack import (
     start_pgserver,
     stop_local_stack,
     stop_pgserver,
+    write_local_instance,
 )
 from stock_platform_tests.conftest import psycopg_dsn
 from stock_platform_tests.faults import lock_waiters
@@ -258,3 +260,14 @@ def remembers(local_dir: Path) -> None:
     assert "moto at " in make_stop(local_dir)
     assert not psutil.pid_exists(pid) and running_moto(local_dir) is None
     assert make_stop(local_dir).startswith("Nothing of the local stack was running")
+
+
+def test_the_local_instance_queues_runs_as_production_does(tmp_path: Path) -> None:
+    with dg.DagsterInstance.from_config(str(write_local_instance(tmp_path / "home").parent)) as instance:
+        coordinator = instance.run_coordinator
+        assert isinstance(coordinator, dg.QueuedRunCoordinator)
+        assert coordinator.dequeue_interval_seconds == 1
+        queue = coordinator.get_run_queue_config()
+        assert [(limit["key"], limit["limit"]) for limit in queue.tag_concurrency_limits] == [
+            ("stock_platform/target", 1)
+        ]
