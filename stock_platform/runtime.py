@@ -29,3 +29,21 @@ def enable_event_batches() -> None:
     environment sets its own size (0 stores every event alone). Dagster reads the variable for every event, in the
     process that runs the step: this one."""
     os.environ.setdefault(EVENT_BATCH_SIZE, EVENT_BATCH_SIZE_DEFAULT)
+
+
+# How often Dagster's sensor daemon looks at the sensors (dagster/_daemon/sensor.py, MIN_INTERVAL_LOOP_TIME; a test
+# compares the two). It starts a sensor's tick in a loop once the sensor's minimum interval has passed since its
+# last tick began, and a tick begins a moment after its loop does.
+DAEMON_LOOP_SECONDS = 5
+
+
+def daemon_min_interval(seconds: int) -> int:
+    """The minimum interval to declare so that the daemon ticks a sensor at the first loop `seconds` after its last
+    tick: every `seconds` when that is a whole number of loops, else at the next loop after it.
+
+    Declared as is, such an interval is short by that moment at the loop it was meant for, and the tick waits for
+    the next one: a sensor set to 5 s ticked every 10 s, one set to 30 s every 35 s. Declared 2 s (half a loop,
+    rounded down) shorter, a tick that began up to 2 s into its loop still lets the loop meant start the next, and
+    the loops before it still do not."""
+    loops = max(1, -(-seconds // DAEMON_LOOP_SECONDS))  # rounded up
+    return loops * DAEMON_LOOP_SECONDS - DAEMON_LOOP_SECONDS // 2

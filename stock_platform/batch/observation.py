@@ -15,6 +15,7 @@ from stock_platform.batch.keys import RAW_STOCK_FILES
 from stock_platform.batch.partitions import COMPANY_PARTITIONS
 from stock_platform.batch.sources import CompanyListError, read_batch
 from stock_platform.resources.s3 import SourceBucket
+from stock_platform.runtime import daemon_min_interval
 from stock_platform.tags import DATA_VERSION_TAG
 
 
@@ -28,7 +29,7 @@ def build_observation_sensor(
 ) -> dg.SensorDefinition:
     @dg.sensor(
         name="raw_stock_files_observation_sensor",
-        minimum_interval_seconds=minimum_interval_seconds,
+        minimum_interval_seconds=daemon_min_interval(minimum_interval_seconds),
         default_status=default_status,
         description=(
             "Records the ETag of each listed company's raw file as raw_stock_files' data version when it changes, "

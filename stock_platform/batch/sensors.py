@@ -28,6 +28,7 @@ from stock_platform.batch.partitions import COMPANY_PARTITIONS, company_partitio
 from stock_platform.batch.sources import read_batch
 from stock_platform.resources.s3 import Marker, MonitoredBucket, SourceBucket
 from stock_platform.resources.sqs import MarkerQueue
+from stock_platform.runtime import daemon_min_interval
 from stock_platform.tags import MARKER_ETAG_TAG, MARKER_TAG
 
 LATE_WINDOW = timedelta(minutes=10)
@@ -97,7 +98,7 @@ def build_marker_sensor(
     @dg.sensor(
         name="s3_marker_sensor",
         job=job,
-        minimum_interval_seconds=minimum_interval_seconds,
+        minimum_interval_seconds=daemon_min_interval(minimum_interval_seconds),
         default_status=default_status,
         description=(
             "Starts one run of the whole batch for every upload of a .SUCCESS marker to the monitored bucket, "
@@ -202,7 +203,7 @@ def build_queue_sensor(
     @dg.sensor(
         name="s3_marker_queue_sensor",
         job=job,
-        minimum_interval_seconds=minimum_interval_seconds,
+        minimum_interval_seconds=daemon_min_interval(minimum_interval_seconds),
         default_status=default_status,
         description=(
             "Starts one run of the whole batch for every .SUCCESS marker upload announced by the monitored "

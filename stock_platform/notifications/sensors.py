@@ -17,6 +17,7 @@ from stock_platform.batch.metadata import COMMITTED_COMPANIES_KEY, read_summary
 from stock_platform.batch.summary import RunSummary, root_error
 from stock_platform.notifications.messages import REPORT_METADATA_KEY, RunFacts, RunOutcome, format_notification
 from stock_platform.resources.sns import SNSResource
+from stock_platform.runtime import daemon_min_interval
 from stock_platform.tags import (
     BACKFILL_TAG,
     MARKER_TAG,
@@ -175,7 +176,7 @@ def build_notification_sensors(
             run_status=status,
             description=description,
             monitored_jobs=list(jobs),
-            minimum_interval_seconds=minimum_interval_seconds,
+            minimum_interval_seconds=daemon_min_interval(minimum_interval_seconds),
             default_status=default_status,
         )
         def notify_on_status(context: dg.RunStatusSensorContext, sns: SNSResource) -> None:
@@ -187,7 +188,7 @@ def build_notification_sensors(
         name="notify_failure_sensor",
         description="Publishes <prefix>_Pipeline_Failure when a batch run fails, including before any step ran.",
         monitored_jobs=list(jobs),
-        minimum_interval_seconds=minimum_interval_seconds,
+        minimum_interval_seconds=daemon_min_interval(minimum_interval_seconds),
         default_status=default_status,
     )
     def notify_failure_sensor(context: dg.RunFailureSensorContext, sns: SNSResource) -> None:
@@ -195,7 +196,7 @@ def build_notification_sensors(
 
     @dg.sensor(
         name="notification_retry_sensor",
-        minimum_interval_seconds=max(minimum_interval_seconds, 60),
+        minimum_interval_seconds=daemon_min_interval(max(minimum_interval_seconds, 60)),
         default_status=default_status,
         description="Re-sends notifications that could not be published when their run finished.",
     )

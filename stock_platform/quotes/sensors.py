@@ -20,6 +20,7 @@ from stock_platform.quotes.settings import IntradayConfig, QuoteSettings
 from stock_platform.quotes.stream import read_tick
 from stock_platform.resources.kinesis import KinesisStream
 from stock_platform.resources.s3 import SourceBucket
+from stock_platform.runtime import daemon_min_interval
 from stock_platform.tags import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
 
 FUTURE_TOLERANCE = timedelta(days=1)  # a quote stamped further ahead than this is a producer's clock error
@@ -55,7 +56,7 @@ def build_stream_sensor(
     @dg.sensor(
         name="quote_stream_sensor",
         job=job,
-        minimum_interval_seconds=settings.sensor_interval_seconds,
+        minimum_interval_seconds=daemon_min_interval(settings.sensor_interval_seconds),
         default_status=default_status,
         description="Reads new quotes from the Kinesis stream and starts one ingest run per tick over their months.",
     )

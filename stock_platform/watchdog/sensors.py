@@ -16,6 +16,7 @@ import dagster as dg
 from stock_platform.notifications.messages import SUBJECT_LIMIT, subject_for
 from stock_platform.resources.s3 import MonitoredBucket
 from stock_platform.resources.sns import SNSResource
+from stock_platform.runtime import daemon_min_interval
 from stock_platform.watchdog import incidents
 from stock_platform.watchdog.incidents import Kind, Limits, Notice, Observations
 from stock_platform.watchdog.observe import marker_uploads, sensor_ticks, waiting_runs
@@ -61,7 +62,7 @@ def build_watchdog_sensor(
 ) -> dg.SensorDefinition:
     @dg.sensor(
         name=WATCHDOG_SENSOR,
-        minimum_interval_seconds=minimum_interval_seconds,
+        minimum_interval_seconds=daemon_min_interval(minimum_interval_seconds),
         default_status=default_status,
         description=(
             "Sends one failure notice per incident Dagster stays silent about (a failed sensor tick, a marker "
