@@ -42,8 +42,8 @@ def daemon_min_interval(seconds: int) -> int:
     tick: every `seconds` when that is a whole number of loops, else at the next loop after it.
 
     Declared as is, such an interval is short by that moment at the loop it was meant for, and the tick waits for
-    the next one: a sensor set to 5 s ticked every 10 s, one set to 30 s every 35 s. Declared 2 s (half a loop,
-    rounded down) shorter, a tick that began up to 2 s into its loop still lets the loop meant start the next, and
-    the loops before it still do not."""
+    the next one: a sensor set to 5 s ticked every 10 s (by the same rule, one set to 30 s every 35 s). Declared
+    2 s (half a loop, rounded down) shorter, a tick that began up to 2 s into its loop still lets the loop meant
+    start the next, and the loops before it still do not."""
     loops = max(1, -(-seconds // DAEMON_LOOP_SECONDS))  # rounded up
     return loops * DAEMON_LOOP_SECONDS - DAEMON_LOOP_SECONDS // 2
