@@ -23,6 +23,7 @@ import sys
 import time
 import uuid
 from datetime import datetime, timezone
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ RUN_EVENTS = {
     dg.DagsterEventType.RUN_SUCCESS: "succeeded",
 }
 JOBS = {"markers": "stock_batch_job", "alerts": "quote_ingest_job"}
+STAGES = ("tick", "queue", "launch", "run", "message")  # of a sample's wait, in their order (`stages`)
 HANG_S = 900.0  # only bounds a wait for something that never comes
 STOP_TIMEOUT_S = 60.0
 
@@ -220,11 +222,6 @@ def stages(put: float, sent: float, runs: list[dict[str, float]]) -> dict[str, f
     if run is None or not {"launching", "started"} <= run.keys() or sent < run["started"]:
         return None
     ran_until = min(sent, run.get("succeeded", sent))
-    split = {
-        "tick": run["enqueued"] - put,
-        "queue": run["launching"] - run["enqueued"],
-        "launch": run["started"] - run["launching"],
-        "run": ran_until - run["started"],
-        "message": sent - ran_until,
-    }
-    return {name: round(seconds, 3) for name, seconds in split.items()}
+    # Consecutive times from the PUT to the message: each stage is the gap between two of them.
+    times = [put, run["enqueued"], run["launching"], run["started"], ran_until, sent]
+    return {name: round(later - earlier, 3) for name, (earlier, later) in zip(STAGES, pairwise(times), strict=True)}
